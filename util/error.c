@@ -103,10 +103,21 @@ int shl_err_ctx(int code, const char *fmt, ...)
 	va_end(ap);
 	sanitize(prefix);
 	memcpy(old, last_msg, sizeof(old));
-	if (old[0])
-		snprintf(last_msg, sizeof(last_msg), "%s: %s", prefix, old);
-	else
-		snprintf(last_msg, sizeof(last_msg), "%s", prefix);
+	{
+		/* prefix + ": " + old, truncated to the buffer */
+		size_t pl = strnlen(prefix, MSG_MAX - 1), ol = strnlen(old, MSG_MAX - 1), w = 0;
+		memcpy(last_msg, prefix, pl);
+		w = pl;
+		if (ol && w + 2 < MSG_MAX) {
+			memcpy(last_msg + w, ": ", 2);
+			w += 2;
+			if (ol > MSG_MAX - 1 - w)
+				ol = MSG_MAX - 1 - w;
+			memcpy(last_msg + w, old, ol);
+			w += ol;
+		}
+		last_msg[w] = '\0';
+	}
 	if (!last_code)
 		last_code = code;
 	return last_code;

@@ -57,7 +57,7 @@ void shl_erofs_close(shl_erofs *e);
 void shl_erofs_get_info(const shl_erofs *e, shl_erofs_info *out);
 uint64_t shl_erofs_root(const shl_erofs *e);
 
-int shl_erofs_stat(shl_erofs *e, uint64_t nid, shl_erofs_stat *out);
+int shl_erofs_getattr(shl_erofs *e, uint64_t nid, shl_erofs_stat *out);
 
 /* Resolve a path ("/", "a/b", "/a/b") without following symlinks. */
 int shl_erofs_lookup(shl_erofs *e, const char *path, uint64_t *nid_out);

@@ -1,0 +1,40 @@
+/*
+ * cli/cli.h - shared pieces of the shale command line: global options, the
+ * command table, error/usage reporting and a small JSON writer. The CLI uses
+ * only the public API in include/shale/.
+ */
+#ifndef SHL_CLI_H
+#define SHL_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+struct cli_global {
+	const char *root;   /* --root / SHALE_ROOT */
+	int json;           /* --json */
+	int quiet;          /* -q */
+	int debug;          /* --debug */
+};
+
+extern struct cli_global cli_g;
+
+/* Print "shale: error: <ctx>: <last shale error>" (ctx may be NULL); returns 1. */
+int cli_fail(const char *ctx);
+/* Print "shale: <fmt...>" and the command's usage hint; returns 2. */
+int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* JSON output helpers (strings are escaped; invalid UTF-8 bytes as \u00XX). */
+void json_str(FILE *f, const char *s);
+void json_strn(FILE *f, const char *s, size_t n);
+
+/* Temp files that must vanish if we are interrupted (SIGINT/SIGTERM/SIGHUP). */
+void cli_tmp_register(const char *path);
+void cli_tmp_unregister(const char *path);
+
+/* Human-readable size like docker ("7.8MB"). */
+void cli_human_size(uint64_t bytes, char *buf, size_t len);
+
+int cmd_convert(int argc, char **argv);
+int cmd_tree(int argc, char **argv);
+
+#endif
