@@ -576,11 +576,19 @@ static int copy_data(struct wctx *c, int out_fd)
 		const struct winode *w = &c->w[c->order[k]];
 		loff_t src = (loff_t)in->data_off, dst = (loff_t)w->blkaddr << c->blkbits;
 		uint64_t left = in->size;
+		int sfd = c->o->tar_fd;
 
 		if (!S_ISREG(in->mode) || !in->size)
 			continue;
+		if (c->o->src_fds) {
+			if (in->src >= c->o->nsrc) {
+				rc = shl_err(SHL_EINVAL, "erofs: file data source %u out of range", in->src);
+				break;
+			}
+			sfd = c->o->src_fds[in->src];
+		}
 		while (left) {
-			ssize_t n = copy_file_range(c->o->tar_fd, &src, out_fd, &dst,
+			ssize_t n = copy_file_range(sfd, &src, out_fd, &dst,
 						    left > (1u << 30) ? (1u << 30) : left, 0);
 			if (n < 0 && errno == EINTR)
 				continue;
@@ -593,7 +601,7 @@ static int copy_data(struct wctx *c, int out_fd)
 					rc = shl_err(SHL_ENOMEM, "out of memory");
 					break;
 				}
-				r = pread(c->o->tar_fd, buf, chunk, src);
+				r = pread(sfd, buf, chunk, src);
 				if (r <= 0) {
 					rc = r < 0 ? shl_err_sys(SHL_EIO, "erofs: read tar data")
 						   : shl_err(SHL_EFORMAT, "erofs: tar shorter than its entries");

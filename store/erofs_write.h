@@ -21,6 +21,9 @@ enum shl_erofs_mode { SHL_EROFS_INDEX = 0, SHL_EROFS_FULL = 1 };
 typedef struct shl_erofs_wopts {
 	int mode;             /* enum shl_erofs_mode */
 	int tar_fd;           /* FULL: source of file data (pread) */
+	const int *src_fds;   /* FULL, optional: data of inode->src comes from
+	                         src_fds[src] (squash of several layers) */
+	uint32_t nsrc;
 	uint64_t tar_size;    /* INDEX: size of the device (the tar) */
 	uint8_t uuid[16];
 	const char *volume;   /* optional volume name (<= 15 bytes) */

@@ -504,6 +504,7 @@ int shl_fstree_add(shl_fstree *t, const char *path, const shl_fsattr *a, uint32_
 		} else if (S_ISREG(mode)) {
 			in->size = a->size;
 			in->data_off = a->data_off;
+			in->src = a->src;
 		} else if (S_ISLNK(mode)) {
 			in->size = strlen(a->symlink);
 			in->symlink = arena_strndup(t, a->symlink, in->size);
@@ -523,6 +524,71 @@ int shl_fstree_add(shl_fstree *t, const char *path, const shl_fsattr *a, uint32_
 out:
 	free(buf);
 	return rc;
+}
+
+/* Find the dentry of an existing path (SHL_FS_NONE if absent). */
+static int find_path(shl_fstree *t, const char *path, uint32_t *out)
+{
+	const char *comps[512];
+	char *buf = malloc(strlen(path) + 2);
+	size_t n = 0;
+	uint32_t cur = 0;
+	int rc;
+
+	*out = SHL_FS_NONE;
+	if (!buf)
+		return shl_err(SHL_ENOMEM, "out of memory");
+	rc = split_path(t, path, buf, &n, comps, sizeof(comps) / sizeof(comps[0]));
+	for (size_t i = 0; !rc && i < n; i++) {
+		cur = lookup(t, cur, comps[i], strlen(comps[i]));
+		if (cur == SHL_FS_NONE)
+			break;
+		if (i + 1 < n && !S_ISDIR(t->in[t->d[cur].inode].mode)) {
+			cur = SHL_FS_NONE;
+			break;
+		}
+	}
+	if (!rc)
+		*out = cur;
+	free(buf);
+	return rc;
+}
+
+int shl_fstree_remove(shl_fstree *t, const char *path)
+{
+	uint32_t d;
+	int rc = find_path(t, path, &d);
+
+	if (rc || d == SHL_FS_NONE)
+		return rc;
+	if (d == 0)
+		return shl_err(SHL_EFORMAT, "whiteout of the root directory");
+	unhash(t, d);
+	return 0;
+}
+
+int shl_fstree_clear_dir(shl_fstree *t, const char *path)
+{
+	uint32_t d, nd;
+	shl_fsdentry old;
+	int rc = find_path(t, path, &d);
+
+	if (rc || d == SHL_FS_NONE || !S_ISDIR(t->in[t->d[d].inode].mode))
+		return rc;
+	if (d == 0) {
+		/* the root keeps dentry 0: detach its children one by one */
+		for (uint32_t i = 1; i < t->nd; i++)
+			if (t->d[i].inode != SHL_FS_NONE && t->d[i].parent == 0)
+				unhash(t, i);
+		return 0;
+	}
+	/* a fresh dentry for the same dir orphans everything hanging below the old one */
+	old = t->d[d];
+	unhash(t, d);
+	if ((rc = new_dentry(t, old.parent, old.name, old.name_len, old.inode, path, &nd)))
+		return rc;
+	t->in[old.inode].dentry = nd;
+	return 0;
 }
 
 static const char *const xattr_prefixes[] = {

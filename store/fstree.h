@@ -50,6 +50,7 @@ typedef struct shl_fsinode {
 	uint64_t data_off;   /* regular: byte offset of the data in the tar (512-aligned) */
 	uint32_t rdev_major, rdev_minor;
 	uint32_t flags;      /* SHL_FSI_* */
+	uint32_t src;        /* regular: which source (tar) holds the data (squash) */
 	char *symlink;       /* symlink target (not NUL-counted in size) */
 	shl_fsxattr *xattrs; /* sorted by name at finalize */
 	uint32_t nxattrs;
@@ -84,6 +85,7 @@ typedef struct shl_fsattr {
 	const char *symlink; /* S_IFLNK: target, copied */
 	const char *hardlink;/* non-NULL: this entry is a hardlink to that tar path;
 	                        mode/type are ignored */
+	uint32_t src;        /* regular files: index of the source holding the data */
 } shl_fsattr;
 
 int shl_fstree_new(shl_fstree **out, const shl_fstree_limits *lim /* NULL: defaults */);
@@ -106,6 +108,12 @@ int shl_fstree_add(shl_fstree *t, const char *path, const shl_fsattr *a, uint32_
  * security., system.posix_acl_access/default) are rejected (SHL_EUNSUPPORTED). */
 int shl_fstree_add_xattr(shl_fstree *t, uint32_t ino, const char *name,
 			 const void *value, size_t len);
+
+/* Overlay merging (squash): remove `path` and everything below it (no-op if
+ * absent), or drop every child of directory `path` (opaque dir; no-op if
+ * absent or not a dir). Paths are normalized as in shl_fstree_add(). */
+int shl_fstree_remove(shl_fstree *t, const char *path);
+int shl_fstree_clear_dir(shl_fstree *t, const char *path);
 
 /* Compute nlink, sort children and xattrs, flag dirs holding whiteouts.
  * Call once, after the last add. */
