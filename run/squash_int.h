@@ -1,0 +1,14 @@
+/*
+ * run/squash_int.h - internals shared by the squash merge and its writers.
+ */
+#ifndef SHL_RUN_SQUASH_INT_H
+#define SHL_RUN_SQUASH_INT_H
+
+#include "shale/squash.h"
+#include "store/fstree.h"
+
+/* Merge the layers (bottom first) into one finalized tree whose regular
+ * files point into layer `src`'s tar at data_off. */
+int shl_squash__merge(const shl_squash_layer *layers, size_t n, shl_fstree **out);
+
+#endif
