@@ -146,8 +146,10 @@ static int compare(const char *a, const char *b, const char *rel)
 	}
 	if (sa.st_mode != sb.st_mode || sa.st_uid != sb.st_uid || sa.st_gid != sb.st_gid ||
 	    (!S_ISDIR(sa.st_mode) && sa.st_size != sb.st_size) || sa.st_mtime != sb.st_mtime ||
-	    sa.st_mtim.tv_nsec != sb.st_mtim.tv_nsec || sa.st_rdev != sb.st_rdev ||
-	    (!S_ISDIR(sa.st_mode) && sa.st_nlink != sb.st_nlink)) {
+	    sa.st_mtim.tv_nsec != sb.st_mtim.tv_nsec || sa.st_rdev != sb.st_rdev) {
+		/* nlink is not compared: overlayfs reports a lower inode's stale
+		 * count after an upper layer replaced one of its names; squash
+		 * counts the names that remain (checked separately). */
 		fprintf(stderr, "  '%s': stat differs (mode %o/%o size %lld/%lld nlink %lu/%lu)\n", rel,
 			sa.st_mode, sb.st_mode, (long long)sa.st_size, (long long)sb.st_size,
 			(unsigned long)sa.st_nlink, (unsigned long)sb.st_nlink);
@@ -267,6 +269,14 @@ int main(void)
 		CHECK_OK(shl_mount_erofs(out, NULL, sq, NULL));
 		mounted = 1;
 		CHECK(compare(ovl, sq, "") == 0);
+		{
+			struct stat s1, s2;
+			char p1[256], p2[256];
+			snprintf(p1, sizeof(p1), "%s/usr/bin/tool", sq);
+			snprintf(p2, sizeof(p2), "%s/usr/bin/tool2", sq);
+			CHECK(lstat(p1, &s1) == 0 && lstat(p2, &s2) == 0);
+			CHECK(s1.st_ino != s2.st_ino && s2.st_nlink == 1 && (s2.st_mode & 07777) == 04755);
+		}
 	}
 	if (mounted) {
 		shl_umount(sq, 1);
