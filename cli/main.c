@@ -189,7 +189,7 @@ int main(int argc, char **argv)
 		if (!strcmp(argv[optind], commands[i].name)) {
 			int sub_argc = argc - optind;
 			char **sub_argv = argv + optind;
-			optind = 1; /* reset getopt for the command */
+			optind = 0; /* full getopt reset (GNU) for the command */
 			return commands[i].fn(sub_argc, sub_argv);
 		}
 	}
