@@ -45,6 +45,7 @@ static void sanitize(char *s)
 			*s = '?';
 }
 
+__attribute__((format(printf, 3, 0)))
 static void vset(int code, int err, const char *fmt, va_list ap)
 {
 	vsnprintf(last_msg, sizeof(last_msg), fmt, ap);
