@@ -1,0 +1,66 @@
+/*
+ * shale/store.h - the content-addressed image store: open a store root, find
+ * images by reference or ID, list, inspect, tag and remove them.
+ *
+ * Layout (docs/format.md): <root>/index (LMDB), <root>/layers/<hex>.tar and
+ * <hex>.erofs per diff_id, <root>/tmp (per-process staging, stale dirs
+ * removed on open). Loading is in shale/load.h, saving in shale/save.h.
+ */
+#ifndef SHALE_STORE_H
+#define SHALE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct shl_store shl_store;
+
+/* Open (creating if needed) the store at `root`; NULL: $SHALE_ROOT, else
+ * /var/lib/shale for root, else $XDG_DATA_HOME/shale (~/.local/share/shale). */
+int shl_store_open(shl_store **out, const char *root);
+void shl_store_close(shl_store *s);
+const char *shl_store_root(const shl_store *s);
+
+/* Resolve "alpine", "alpine:3", "name@sha256:...", a full or short image ID
+ * ("sha256:abc...", "abc123") or a manifest digest to the manifest digest of
+ * a stored image ("sha256:..."). SHL_ENOTFOUND: "no such image: X". */
+int shl_store_resolve(shl_store *s, const char *ref, char manifest[72]);
+
+typedef struct shl_image_summary {
+	const char *manifest;      /* manifest digest */
+	const char *id;            /* config digest = image ID */
+	const char *const *tags;   /* full normalized refs naming it (NULL-terminated) */
+	const char *const *repo_digests;
+	int64_t created;           /* unix seconds from the config (0 if unknown) */
+	uint64_t size;             /* sum of the layers' tar sizes */
+	uint64_t layers;
+} shl_image_summary;
+
+/* Every stored image, tagged or not, in manifest-digest order. */
+typedef int (*shl_image_fn)(void *ctx, const shl_image_summary *img);
+int shl_store_list(shl_store *s, shl_image_fn fn, void *ctx);
+
+/* docker-compatible `image inspect` JSON of one image (malloc'd string). */
+int shl_store_inspect(shl_store *s, const char *ref, char **json);
+
+/* Name an image: `target` gets the image `source` resolves to. */
+int shl_store_tag(shl_store *s, const char *source, const char *target);
+
+/* Remove a reference; when the image has no reference left (or it was given
+ * by ID and force is set) the image record goes too. Layers and blobs no
+ * image uses any more are deleted (index first, then files). The callback
+ * (may be NULL) hears "Untagged: X" / "Deleted: sha256:..." events. */
+typedef void (*shl_rm_fn)(void *ctx, const char *kind, const char *what);
+int shl_store_remove(shl_store *s, const char *ref, int force, shl_rm_fn fn, void *ctx);
+
+/* The stored files of a layer (by diff_id); paths valid until close. */
+int shl_store_layer_paths(shl_store *s, const char *diff_id, char *tar, size_t tar_len,
+			  char *erofs, size_t erofs_len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,271 @@
+/*
+ * store/batch.c - everything one operation adds to the store, committed at
+ * once (see the publish protocol in store/store.c). Until commit nothing is
+ * visible; freeing an uncommitted batch removes its temp files, so a failed
+ * load leaves the store as it was.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store/store_int.h"
+#include "util/err.h"
+#include "util/hash.h"
+
+struct blob {
+	char digest[72];
+	char *val; /* "<media>\n<bytes>" */
+	size_t len;
+};
+
+struct kv {
+	char *key;
+	char *val;
+	size_t len;
+};
+
+struct shl_batch {
+	shl_staged *layers;
+	char **alias_media;
+	size_t nlayers, caplayers;
+	struct blob *blobs;
+	size_t nblobs, capblobs;
+	struct kv *images;
+	size_t nimages, capimages;
+	struct kv *refs;
+	size_t nrefs, caprefs;
+};
+
+#define GROW(arr, n, cap) do { \
+	if ((n) == (cap)) { \
+		size_t nc_ = (cap) ? (cap) * 2 : 8; \
+		void *np_ = realloc((arr), nc_ * sizeof(*(arr))); \
+		if (!np_) \
+			return shl_err(SHL_ENOMEM, "out of memory"); \
+		(arr) = np_; \
+		(cap) = nc_; \
+	} \
+} while (0)
+
+int shl_batch_new(shl_batch **out)
+{
+	*out = calloc(1, sizeof(**out));
+	return *out ? 0 : shl_err(SHL_ENOMEM, "out of memory");
+}
+
+void shl_batch_free(shl_batch *b)
+{
+	if (!b)
+		return;
+	for (size_t i = 0; i < b->nlayers; i++) {
+		shl_store__unstage(&b->layers[i]);
+		free(b->alias_media[i]);
+	}
+	for (size_t i = 0; i < b->nblobs; i++)
+		free(b->blobs[i].val);
+	for (size_t i = 0; i < b->nimages; i++) {
+		free(b->images[i].key);
+		free(b->images[i].val);
+	}
+	for (size_t i = 0; i < b->nrefs; i++) {
+		free(b->refs[i].key);
+		free(b->refs[i].val);
+	}
+	free(b->layers);
+	free(b->alias_media);
+	free(b->blobs);
+	free(b->images);
+	free(b->refs);
+	free(b);
+}
+
+int shl_batch_add_layer(shl_batch *b, const shl_staged *st, const char *alias_media)
+{
+	size_t cap = b->caplayers;
+
+	GROW(b->layers, b->nlayers, b->caplayers);
+	if (cap != b->caplayers) {
+		char **nm = realloc(b->alias_media, b->caplayers * sizeof(*nm));
+		if (!nm)
+			return shl_err(SHL_ENOMEM, "out of memory");
+		b->alias_media = nm;
+	}
+	b->layers[b->nlayers] = *st;
+	b->alias_media[b->nlayers] = alias_media ? strdup(alias_media) : NULL;
+	b->nlayers++;
+	return 0;
+}
+
+int shl_batch_put_blob(shl_batch *b, const char *digest, const char *media, const void *data, size_t len)
+{
+	size_t ml = strlen(media);
+
+	for (size_t i = 0; i < b->nblobs; i++)
+		if (!strcmp(b->blobs[i].digest, digest))
+			return 0;
+	GROW(b->blobs, b->nblobs, b->capblobs);
+	struct blob *bl = &b->blobs[b->nblobs];
+	bl->val = malloc(ml + 1 + len);
+	if (!bl->val)
+		return shl_err(SHL_ENOMEM, "out of memory");
+	memcpy(bl->val, media, ml);
+	bl->val[ml] = '\n';
+	memcpy(bl->val + ml + 1, data, len);
+	bl->len = ml + 1 + len;
+	snprintf(bl->digest, sizeof(bl->digest), "%s", digest);
+	b->nblobs++;
+	return 0;
+}
+
+static int put_kv(struct kv **arr, size_t *n, size_t *cap, const char *key, const char *val, size_t len)
+{
+	for (size_t i = 0; i < *n; i++) {
+		if (!strcmp((*arr)[i].key, key)) {
+			char *v = malloc(len + 1);
+			if (!v)
+				return shl_err(SHL_ENOMEM, "out of memory");
+			memcpy(v, val, len);
+			free((*arr)[i].val);
+			(*arr)[i].val = v;
+			(*arr)[i].len = len;
+			return 0;
+		}
+	}
+	GROW(*arr, *n, *cap);
+	struct kv *e = &(*arr)[*n];
+	e->key = strdup(key);
+	e->val = malloc(len + 1);
+	if (!e->key || !e->val) {
+		free(e->key);
+		free(e->val);
+		return shl_err(SHL_ENOMEM, "out of memory");
+	}
+	memcpy(e->val, val, len);
+	e->len = len;
+	(*n)++;
+	return 0;
+}
+
+int shl_batch_put_image(shl_batch *b, const char *manifest, shl_json *rec)
+{
+	size_t len;
+	const char *s = shl_json_dump(rec, 0, &len);
+	int rc = put_kv(&b->images, &b->nimages, &b->capimages, manifest, s, len);
+
+	shl_json_put(rec);
+	return rc;
+}
+
+int shl_batch_set_ref(shl_batch *b, const char *name, const char *manifest)
+{
+	return put_kv(&b->refs, &b->nrefs, &b->caprefs, name, manifest, strlen(manifest));
+}
+
+static int fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
+
+	if (fd < 0)
+		return shl_err_sys(SHL_EIO, "open %s", dir);
+	if (fsync(fd) != 0)
+		rc = shl_err_sys(SHL_EIO, "fsync %s", dir);
+	close(fd);
+	return rc;
+}
+
+static int layer_record(const shl_staged *st, char **out, size_t *len)
+{
+	shl_json *j = shl_json_new_object();
+	char x1[33], x2[33];
+	const char *s;
+	int rc;
+
+	if (!j)
+		return shl_err(SHL_ENOMEM, "out of memory");
+	shl_hex(st->info.tar_xxh3, 16, x1);
+	shl_hex(st->info.erofs_xxh3, 16, x2);
+	if ((rc = shl_json_set_int(j, "tar_size", (int64_t)st->info.tar_size)) ||
+	    (rc = shl_json_set_int(j, "erofs_size", (int64_t)st->info.erofs_size)) ||
+	    (rc = shl_json_set_str(j, "tar_xxh3", x1)) || (rc = shl_json_set_str(j, "erofs_xxh3", x2)) ||
+	    (rc = shl_json_set_int(j, "entries", (int64_t)st->info.entries))) {
+		shl_json_put(j);
+		return rc;
+	}
+	s = shl_json_dump(j, 0, len);
+	*out = strdup(s);
+	shl_json_put(j);
+	return *out ? 0 : shl_err(SHL_ENOMEM, "out of memory");
+}
+
+int shl_store_commit(shl_store *s, shl_batch *b)
+{
+	shl_wtxn *w = NULL;
+	int rc = 0, lockfd;
+
+	/* the shared store lock covers publish + transaction, so a removal's
+	 * sweep can't unlink a file this batch is about to record */
+	if ((lockfd = shl_store__lock(s, 0)) < 0)
+		return lockfd;
+	/* 1. publish layer files */
+	for (size_t i = 0; i < b->nlayers && !rc; i++) {
+		shl_staged *st = &b->layers[i];
+		char tar[4200], erofs[4200];
+		shl_store_layer_paths(s, st->info.diff_id, tar, sizeof(tar), erofs, sizeof(erofs));
+		if (rename(st->tar_tmp, tar) != 0 || rename(st->erofs_tmp, erofs) != 0)
+			rc = shl_err_sys(SHL_EIO, "publish layer %s", st->info.diff_id);
+		else
+			st->published = 1;
+	}
+	if (!rc && b->nlayers)
+		rc = fsync_dir(s->layers_dir);
+	/* 2. one transaction */
+	if (rc || (rc = shl_index_wbegin(s->ix, &w))) {
+		close(lockfd);
+		return rc;
+	}
+	for (size_t i = 0; i < b->nlayers && !rc; i++) {
+		shl_staged *st = &b->layers[i];
+		char *rec = NULL;
+		size_t len;
+		if ((rc = layer_record(st, &rec, &len)) == 0)
+			rc = shl_index_wput(w, SHL_DB_LAYERS, st->info.diff_id, rec, len);
+		free(rec);
+		if (!rc && b->alias_media[i] && st->info.compression) {
+			char buf[512];
+			int n = snprintf(buf, sizeof(buf), "{\"diff_id\":\"%s\",\"media_type\":\"%s\",\"size\":%llu}",
+					 st->info.diff_id, b->alias_media[i], (unsigned long long)st->info.raw_size);
+			rc = shl_index_wput(w, SHL_DB_ALIASES, st->info.raw_digest, buf, (size_t)n);
+		}
+	}
+	for (size_t i = 0; i < b->nblobs && !rc; i++)
+		rc = shl_index_wput(w, SHL_DB_BLOBS, b->blobs[i].digest, b->blobs[i].val, b->blobs[i].len);
+	for (size_t i = 0; i < b->nimages && !rc; i++) {
+		/* every layer the image names must be stored (or in this batch) */
+		shl_json *j = NULL, *layers;
+		if ((rc = shl_json_parse(&j, b->images[i].val, b->images[i].len, SHL_CONFIG_CAP, "image record")))
+			break;
+		layers = shl_json_get(j, "layers");
+		for (size_t k = 0; k < shl_json_len(layers) && !rc; k++) {
+			const char *d = shl_json_get_str(shl_json_at(layers, k), "diff_id");
+			char *v = NULL;
+			if (!d || shl_index_wget(w, SHL_DB_LAYERS, d, &v, NULL) != 0)
+				rc = shl_err(SHL_ENOTFOUND, "image %s: layer %s is not stored", b->images[i].key,
+					     d ? d : "?");
+			free(v);
+		}
+		shl_json_put(j);
+		if (!rc)
+			rc = shl_index_wput(w, SHL_DB_IMAGES, b->images[i].key, b->images[i].val, b->images[i].len);
+	}
+	for (size_t i = 0; i < b->nrefs && !rc; i++)
+		rc = shl_index_wput(w, SHL_DB_REFS, b->refs[i].key, b->refs[i].val, b->refs[i].len);
+	if (rc)
+		shl_index_wabort(w);
+	else
+		rc = shl_index_wcommit(w);
+	close(lockfd);
+	return rc;
+}
