@@ -36,5 +36,11 @@ void cli_human_size(uint64_t bytes, char *buf, size_t len);
 
 int cmd_convert(int argc, char **argv);
 int cmd_tree(int argc, char **argv);
+int cmd_load(int argc, char **argv);
+int cmd_save(int argc, char **argv);
+int cmd_images(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+int cmd_tag(int argc, char **argv);
+int cmd_rm(int argc, char **argv);
 
 #endif

@@ -26,6 +26,12 @@ static const struct {
 } commands[] = {
 	{ "convert", cmd_convert, "convert a layer tar into an EROFS image" },
 	{ "tree", cmd_tree, "list the tree of an EROFS image" },
+	{ "load", cmd_load, "load images from a docker or OCI archive" },
+	{ "images", cmd_images, "list images" },
+	{ "inspect", cmd_inspect, "show an image's details (docker-compatible JSON)" },
+	{ "tag", cmd_tag, "name an image" },
+	{ "rm", cmd_rm, "remove images" },
+	{ "rmi", cmd_rm, "alias of rm" },
 };
 
 static void usage(FILE *f)
