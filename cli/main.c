@@ -27,6 +27,7 @@ static const struct {
 	{ "convert", cmd_convert, "convert a layer tar into an EROFS image" },
 	{ "tree", cmd_tree, "list the tree of an EROFS image" },
 	{ "load", cmd_load, "load images from a docker or OCI archive" },
+	{ "save", cmd_save, "save images to a docker/OCI archive" },
 	{ "images", cmd_images, "list images" },
 	{ "inspect", cmd_inspect, "show an image's details (docker-compatible JSON)" },
 	{ "tag", cmd_tag, "name an image" },

@@ -223,7 +223,10 @@ static int take_file(struct loader *L, const char *name, int64_t size, struct en
 	it->name = strdup(name);
 	if (!it->name)
 		return shl_err(SHL_ENOMEM, "out of memory");
-	if (looks_json(peek, (size_t)n) && size >= 0 && size <= (int64_t)SHL_LOAD_META_CAP) {
+	if (looks_json(peek, (size_t)n) && size > (int64_t)SHL_LOAD_META_CAP)
+		return shl_err(SHL_ELIMIT, "archive entry '%s': JSON document of %lld bytes exceeds the %u MiB cap",
+			       name, (long long)size, SHL_LOAD_META_CAP >> 20);
+	if (looks_json(peek, (size_t)n) && size >= 0) {
 		ssize_t got;
 		if (L->meta_total + (size_t)size > SHL_LOAD_META_TOTAL)
 			return shl_err(SHL_ELIMIT, "archive: more than %u MiB of JSON documents",

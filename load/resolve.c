@@ -207,54 +207,6 @@ struct image_in {
 	const char *index_digest;       /* nested index it came from (kept as extra blob) */
 };
 
-static int synthesize(shl_json *layers, struct item *cfg, char **bytes, size_t *len, char digest[72])
-{
-	shl_json *m = shl_json_new_object(), *c = shl_json_new_object(), *ls = shl_json_new_array();
-	uint8_t d[32];
-	const char *s;
-	int rc;
-
-	if (!m || !c || !ls) {
-		shl_json_put(m);
-		shl_json_put(c);
-		shl_json_put(ls);
-		return shl_err(SHL_ENOMEM, "out of memory");
-	}
-	rc = shl_json_set_str(c, "mediaType", MT_OCI_CONFIG);
-	rc = rc ? rc : shl_json_set_str(c, "digest", cfg->digest);
-	rc = rc ? rc : shl_json_set_int(c, "size", (int64_t)cfg->len);
-	for (size_t i = 0; i < shl_json_len(layers) && !rc; i++) {
-		shl_json *l = shl_json_at(layers, i), *e = shl_json_new_object();
-		int64_t ts = 0;
-		shl_json_get_int(l, "tar_size", &ts);
-		if (!e) {
-			rc = shl_err(SHL_ENOMEM, "out of memory");
-			break;
-		}
-		rc = shl_json_set_str(e, "mediaType", MT_OCI_LAYER);
-		rc = rc ? rc : shl_json_set_str(e, "digest", shl_json_get_str(l, "diff_id"));
-		rc = rc ? rc : shl_json_set_int(e, "size", ts);
-		rc = rc ? (shl_json_put(e), rc) : shl_json_push(ls, e);
-	}
-	rc = rc ? rc : shl_json_set_int(m, "schemaVersion", 2);
-	rc = rc ? rc : shl_json_set_str(m, "mediaType", MT_OCI_MANIFEST);
-	rc = rc ? (shl_json_put(c), rc) : shl_json_set(m, "config", c);
-	rc = rc ? (shl_json_put(ls), rc) : shl_json_set(m, "layers", ls);
-	if (!rc) {
-		s = shl_json_dump(m, 0, len);
-		*bytes = malloc(*len + 1);
-		if (!*bytes)
-			rc = shl_err(SHL_ENOMEM, "out of memory");
-		else {
-			memcpy(*bytes, s, *len + 1);
-			shl_sha256_buf(*bytes, *len, d);
-			shl_digest_str(d, digest);
-		}
-	}
-	shl_json_put(m);
-	return rc;
-}
-
 static int add_image(struct loader *L, const struct image_in *in)
 {
 	shl_json *cfg = NULL, *diffs, *layers = NULL, *rec = NULL;
@@ -295,7 +247,7 @@ static int add_image(struct loader *L, const struct image_in *in)
 	if (in->manifest_digest) {
 		snprintf(digest, sizeof(digest), "%s", in->manifest_digest);
 	} else {
-		if ((rc = synthesize(layers, in->config, &synth, &mlen, digest)))
+		if ((rc = shl_store__synth_manifest(layers, in->config->digest, in->config->len, &synth, &mlen, digest)))
 			goto out;
 		mbytes = synth;
 		mmedia = MT_OCI_MANIFEST;

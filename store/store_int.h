@@ -50,6 +50,14 @@ int shl_store__get_image(shl_store *s, const char *manifest, shl_json **rec);
 /* layer record (parsed JSON) */
 int shl_store__get_layer(shl_store *s, const char *diff_id, shl_json **rec);
 
+/* The OCI manifest shale writes for an image whose layers it stores as
+ * plain tars: config descriptor + one application/vnd.oci.image.layer.v1.tar
+ * descriptor per layer (digest = diff_id, size = tar size). `layers` holds
+ * objects with "diff_id" and "tar_size" (image-record shape). Deterministic
+ * bytes; *bytes is malloc'd. */
+int shl_store__synth_manifest(shl_json *layers, const char *config_digest, size_t config_len,
+			      char **bytes, size_t *len, char digest[72]);
+
 /* A batch of additions committed in one LMDB transaction. */
 typedef struct shl_batch shl_batch;
 int shl_batch_new(shl_batch **out);

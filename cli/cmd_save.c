@@ -1,0 +1,106 @@
+/*
+ * cli/cmd_save.c - `shale save [-o FILE] [--format docker|oci]
+ * [--exclude-layers FILE] REF...`: write images as one archive to FILE
+ * (atomically: temp file + rename, nothing left on error) or to stdout.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "shale/save.h"
+
+static const char usage_text[] =
+	"usage: shale save [-o|--output FILE] [--format docker|oci] [--exclude-layers FILE] IMAGE...\n"
+	"\n"
+	"Save images to an archive (stdout if no --output). The default format is the OCI\n"
+	"layout plus docker's manifest.json, which docker, podman, skopeo and containerd load.\n"
+	"--exclude-layers FILE omits the layers listed in FILE (diff_ids; e.g. what the target\n"
+	"store already has): `shale load` on the target completes the images from its store.\n";
+
+int cmd_save(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "output", required_argument, NULL, 'o' },
+		{ "format", required_argument, NULL, 'f' },
+		{ "exclude-layers", required_argument, NULL, 'x' },
+		{ "compress", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	shl_save_opts o = SHL_SAVE_OPTS_INIT;
+	const char *out = NULL;
+	char tmp[4200] = "";
+	shl_store *s = NULL;
+	int c, fd = 1, rc = 1;
+
+	while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'o': out = optarg; break;
+		case 'f':
+			if (!strcmp(optarg, "docker"))
+				o.format = SHL_SAVE_DOCKER;
+			else if (!strcmp(optarg, "oci"))
+				o.format = SHL_SAVE_OCI;
+			else
+				return cli_usage("save", "--format: want docker or oci, not '%s'", optarg);
+			break;
+		case 'x': o.exclude_layers = optarg; break;
+		case 'c':
+			if (!strcmp(optarg, "none"))
+				o.compress = SHL_SAVE_COMPRESS_NONE;
+			else if (!strcmp(optarg, "gzip"))
+				o.compress = SHL_SAVE_COMPRESS_GZIP;
+			else if (!strcmp(optarg, "zstd"))
+				o.compress = SHL_SAVE_COMPRESS_ZSTD;
+			else
+				return cli_usage("save", "--compress: want none, gzip or zstd");
+			break;
+		case 'h': fputs(usage_text, stdout); return 0;
+		default: return cli_usage("save", "bad option");
+		}
+	}
+	if (optind >= argc)
+		return cli_usage("save", "expected at least one IMAGE");
+	if (!out && isatty(1))
+		return cli_usage("save", "cowardly refusing to write an archive to a terminal; use --output or a pipe");
+	if (shl_store_open(&s, cli_g.root) != 0)
+		return cli_fail(NULL);
+	if (out) {
+		char d[4200], b[4200];
+		snprintf(d, sizeof(d), "%s", out);
+		snprintf(b, sizeof(b), "%s", out);
+		snprintf(tmp, sizeof(tmp), "%s/.%s.tmp.XXXXXX", dirname(d), basename(b));
+		fd = mkstemp(tmp);
+		if (fd < 0) {
+			fprintf(stderr, "shale: error: create %s: %s\n", out, strerror(errno));
+			goto done;
+		}
+		cli_tmp_register(tmp);
+	}
+	if (shl_save(s, (const char *const *)argv + optind, (size_t)(argc - optind), &o, fd) != 0) {
+		cli_fail(NULL);
+		goto done;
+	}
+	if (out && (fchmod(fd, 0644) != 0 || fsync(fd) != 0 || rename(tmp, out) != 0)) {
+		fprintf(stderr, "shale: error: write %s: %s\n", out, strerror(errno));
+		goto done;
+	}
+	tmp[0] = '\0';
+	rc = 0;
+done:
+	if (out && fd >= 0)
+		close(fd);
+	if (tmp[0]) {
+		unlink(tmp);
+		cli_tmp_unregister(tmp);
+	}
+	shl_store_close(s);
+	return rc;
+}
