@@ -42,5 +42,9 @@ int cmd_images(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_tag(int argc, char **argv);
 int cmd_rm(int argc, char **argv);
+int cmd_df(int argc, char **argv);
+int cmd_fsck(int argc, char **argv);
+int cmd_prune(int argc, char **argv);
+int cmd_history(int argc, char **argv);
 
 #endif

@@ -33,6 +33,10 @@ static const struct {
 	{ "tag", cmd_tag, "name an image" },
 	{ "rm", cmd_rm, "remove images" },
 	{ "rmi", cmd_rm, "alias of rm" },
+	{ "history", cmd_history, "show an image's history" },
+	{ "prune", cmd_prune, "remove untagged images (--all: every image)" },
+	{ "df", cmd_df, "disk usage: per image shared/unique, reclaimable (--layers)" },
+	{ "fsck", cmd_fsck, "check the store (--deep, --repair)" },
 };
 
 static void usage(FILE *f)

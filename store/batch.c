@@ -221,6 +221,8 @@ int shl_store_commit(shl_store *s, shl_batch *b)
 	}
 	if (!rc && b->nlayers)
 		rc = fsync_dir(s->layers_dir);
+	if (!rc)
+		shl_store__fault("published");
 	/* 2. one transaction */
 	if (rc || (rc = shl_index_wbegin(s->ix, &w))) {
 		close(lockfd);
@@ -264,8 +266,8 @@ int shl_store_commit(shl_store *s, shl_batch *b)
 		rc = shl_index_wput(w, SHL_DB_REFS, b->refs[i].key, b->refs[i].val, b->refs[i].len);
 	if (rc)
 		shl_index_wabort(w);
-	else
-		rc = shl_index_wcommit(w);
+	else if (!(rc = shl_index_wcommit(w)))
+		shl_store__fault("committed");
 	close(lockfd);
 	return rc;
 }

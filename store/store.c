@@ -13,6 +13,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -212,6 +213,14 @@ const char *shl_store_root(const shl_store *s)
 	return s->root;
 }
 
+void shl_store__fault(const char *point)
+{
+	const char *f = getenv("SHALE_FAULT");
+
+	if (f && !strcmp(f, point))
+		kill(getpid(), SIGKILL);
+}
+
 int shl_store__lock(shl_store *s, int exclusive)
 {
 	char path[4200];
@@ -260,6 +269,7 @@ int shl_store__stage(shl_store *s, shl_layer_read_fn fn, void *ctx, shl_staged *
 	}
 	if (fchmod(tfd, 0644) != 0 || fchmod(efd, 0644) != 0)
 		rc = shl_err_sys(SHL_EIO, "chmod staged layer");
+	shl_store__fault("staged");
 out:
 	if (tfd >= 0)
 		close(tfd);

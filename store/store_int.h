@@ -27,6 +27,10 @@ struct shl_store {
  * Returns the fd to close (unlocks) or a negative code. */
 int shl_store__lock(shl_store *s, int exclusive);
 
+/* Crash-safety testing: when $SHALE_FAULT equals `point`, the process kills
+ * itself with SIGKILL right there (points: "staged", "published", "committed"). */
+void shl_store__fault(const char *point);
+
 /* A layer converted into temp files, not yet in the store. */
 typedef struct shl_staged {
 	shl_layer_info info;

@@ -56,6 +56,44 @@ int shl_store_tag(shl_store *s, const char *source, const char *target);
 typedef void (*shl_rm_fn)(void *ctx, const char *kind, const char *what);
 int shl_store_remove(shl_store *s, const char *ref, int force, shl_rm_fn fn, void *ctx);
 
+/* Per-layer history of an image, from its config (docker `history`), newest
+ * first. size is the layer's tar size (0 for empty_layer steps). */
+typedef int (*shl_history_fn)(void *ctx, const char *created, const char *created_by, uint64_t size,
+			      const char *comment, int empty_layer);
+int shl_store_history(shl_store *s, const char *ref, shl_history_fn fn, void *ctx);
+
+/* Disk usage. Sizes count both stored files of a layer (tar + EROFS). An
+ * image's `shared` part is in layers other images use too; `unique` the rest;
+ * reclaimable = what removing the untagged (dangling) images would free. */
+typedef struct shl_df_layer {
+	const char *diff_id;
+	uint64_t tar_size, erofs_size;
+	uint32_t images;            /* how many images use it */
+} shl_df_layer;
+typedef struct shl_df_image {
+	const char *manifest, *id;
+	int tagged;
+	uint64_t size, shared, unique;
+} shl_df_image;
+typedef struct shl_df_total {
+	uint64_t images, layers, bytes, reclaimable;
+} shl_df_total;
+typedef int (*shl_df_layer_fn)(void *ctx, const shl_df_layer *l);
+typedef int (*shl_df_image_fn)(void *ctx, const shl_df_image *i);
+int shl_store_df(shl_store *s, shl_df_total *total, shl_df_layer_fn lfn, shl_df_image_fn ifn, void *ctx);
+
+/* Integrity check (see docs/format.md). */
+#define SHL_FSCK_DEEP 0x1    /* also sha256 of tars vs diff_ids, walk every EROFS index */
+#define SHL_FSCK_REPAIR 0x2  /* remove orphan layer files and stale temp dirs */
+typedef struct shl_fsck_report {
+	uint64_t layers, images, problems, repaired, bytes;
+} shl_fsck_report;
+typedef void (*shl_fsck_fn)(void *ctx, const char *message);
+int shl_store_fsck(shl_store *s, int flags, shl_fsck_report *report, shl_fsck_fn fn, void *ctx);
+
+/* Remove untagged images (all images with `all`), then unused layers. */
+int shl_store_prune(shl_store *s, int all, shl_rm_fn fn, void *ctx);
+
 /* The stored files of a layer (by diff_id); paths valid until close. */
 int shl_store_layer_paths(shl_store *s, const char *diff_id, char *tar, size_t tar_len,
 			  char *erofs, size_t erofs_len);
