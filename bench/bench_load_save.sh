@@ -29,24 +29,23 @@ fi
 SIZE=$(stat -c %s "$ARCH")
 cat "$ARCH" >/dev/null
 
-t() { # label command... : prints seconds, remembers peak RSS in $RSS
+t() { # command... : prints seconds; peak RSS (KiB) lands in $DIR/rss
   local t0 t1
   sync
   t0=$(date +%s.%N)
   /usr/bin/time -f %M -o "$DIR/rss" "$@" >/dev/null 2>"$DIR/err" || { cat "$DIR/err" >&2; return 1; }
   t1=$(date +%s.%N)
-  RSS=$(tail -n 1 "$DIR/rss")
   echo "$t1 - $t0" | bc -l
 }
 ratio() { echo "scale=1; $1 / $2" | bc -l; }
 POD="podman --root $DIR/p-root --runroot $DIR/p-run"
 
 rm -rf "$DIR/st" "$DIR/p-root" "$DIR/p-run" "$DIR/sk" "$DIR/out"*.tar
-t_load=$(t "$SHALE" --root "$DIR/st" load -i "$ARCH"); rss_load=$RSS
+t_load=$(t "$SHALE" --root "$DIR/st" load -i "$ARCH"); rss_load=$(tail -n 1 "$DIR/rss")
 t_reload=$(t "$SHALE" --root "$DIR/st" load -i "$ARCH")
 t_podload=$(t $POD load -i "$ARCH")
 t_skopeo=$(t skopeo copy -q "docker-archive:$ARCH" "oci:$DIR/sk:big")
-t_save=$(t "$SHALE" --root "$DIR/st" save -o "$DIR/out-shale.tar" bench/big:1); rss_save=$RSS
+t_save=$(t "$SHALE" --root "$DIR/st" save -o "$DIR/out-shale.tar" bench/big:1); rss_save=$(tail -n 1 "$DIR/rss")
 t_podsave=$(t $POD save -o "$DIR/out-podman.tar" bench/big:1)
 
 printf 'image: %s bytes (3 layers, docker-archive)\n' "$SIZE"

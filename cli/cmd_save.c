@@ -88,7 +88,8 @@ int cmd_save(int argc, char **argv)
 		cli_fail(NULL);
 		goto done;
 	}
-	if (out && (fchmod(fd, 0644) != 0 || fsync(fd) != 0 || rename(tmp, out) != 0)) {
+	/* atomic (temp + rename), not fsync'd: an export is as durable as a cp */
+	if (out && (fchmod(fd, 0644) != 0 || rename(tmp, out) != 0)) {
 		fprintf(stderr, "shale: error: write %s: %s\n", out, strerror(errno));
 		goto done;
 	}
