@@ -130,7 +130,7 @@ int shl_store_open(shl_store **out, const char *root)
 {
 	shl_store *s = calloc(1, sizeof(*s));
 	char *index = NULL, *tmp = NULL, *lock = NULL, *meta = NULL;
-	int rc;
+	int rc, guard = -1;
 
 	*out = NULL;
 	if (!s)
@@ -144,6 +144,17 @@ int shl_store_open(shl_store **out, const char *root)
 	}
 	if ((rc = mkdir_p(s->layers_dir)) || (rc = mkdir_p(index)) || (rc = mkdir_p(tmp)))
 		goto fail;
+	/* tmp/.lock serializes "create + lock my staging dir" against the
+	 * sweep of stale ones, so a sweep never sees a live dir before its lock */
+	{
+		char gl[4200];
+		snprintf(gl, sizeof(gl), "%s/.lock", tmp);
+		guard = open(gl, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+		if (guard < 0 || flock(guard, LOCK_EX) != 0) {
+			rc = shl_err_sys(SHL_EIO, "lock %s", gl);
+			goto fail;
+		}
+	}
 	clean_stale_tmp(tmp);
 	{
 		char tpl[4200];
@@ -164,6 +175,8 @@ int shl_store_open(shl_store **out, const char *root)
 			goto fail;
 		}
 	}
+	close(guard);
+	guard = -1;
 	if ((rc = shl_index_open(&s->ix, index))) {
 		shl_err_ctx(rc, "store %s", s->root);
 		goto fail;
@@ -185,6 +198,8 @@ int shl_store_open(shl_store **out, const char *root)
 	*out = s;
 	return 0;
 fail:
+	if (guard >= 0)
+		close(guard);
 	free(meta);
 	free(index);
 	free(tmp);

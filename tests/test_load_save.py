@@ -76,7 +76,7 @@ def store_state(root):
     tmp = os.path.join(root, "tmp")
     if os.path.isdir(tmp):
         for dp, dn, fn in os.walk(tmp):
-            leftover += [f for f in fn if f != "lock"]
+            leftover += [f for f in fn if f not in ("lock", ".lock")]
     return h.hexdigest(), leftover
 
 
