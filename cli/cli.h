@@ -46,5 +46,6 @@ int cmd_df(int argc, char **argv);
 int cmd_fsck(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
 int cmd_history(int argc, char **argv);
+int cmd_squash(int argc, char **argv);
 
 #endif

@@ -37,6 +37,7 @@ static const struct {
 	{ "prune", cmd_prune, "remove untagged images (--all: every image)" },
 	{ "df", cmd_df, "disk usage: per image shared/unique, reclaimable (--layers)" },
 	{ "fsck", cmd_fsck, "check the store (--deep, --repair)" },
+	{ "squash", cmd_squash, "flatten an image into one EROFS image (no mount, no root)" },
 };
 
 static void usage(FILE *f)

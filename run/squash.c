@@ -46,13 +46,17 @@ int shl_squash(const shl_squash_layer *layers, size_t n, const shl_squash_opts *
 	wo.tar_fd = fds[0];
 	wo.src_fds = fds;
 	wo.nsrc = (uint32_t)n;
-	/* deterministic UUID from the layer list */
+	/* deterministic UUID from the layer list (file names: the store names
+	 * layer images by diff_id, so this does not depend on where it lives) */
 	{
 		shl_sha256 *s;
 		if ((rc = shl_sha256_new(&s)))
 			goto out;
-		for (size_t i = 0; i < n; i++)
-			shl_sha256_update(s, layers[i].erofs_path, strlen(layers[i].erofs_path) + 1);
+		for (size_t i = 0; i < n; i++) {
+			const char *base = strrchr(layers[i].erofs_path, '/');
+			base = base ? base + 1 : layers[i].erofs_path;
+			shl_sha256_update(s, base, strlen(base) + 1);
+		}
 		shl_sha256_final(s, h);
 		shl_sha256_free(s);
 		memcpy(wo.uuid, h, 16);

@@ -397,3 +397,20 @@ out:
 	close(lockfd);
 	return rc;
 }
+
+int shl_store_image_layers(shl_store *s, const char *ref, shl_layer_fn fn, void *ctx)
+{
+	char manifest[72];
+	shl_json *img = NULL, *layers;
+	int rc;
+
+	if ((rc = shl_store_resolve(s, ref, manifest)) || (rc = shl_store__get_image(s, manifest, &img)))
+		return rc;
+	layers = shl_json_get(img, "layers");
+	for (size_t i = 0; i < shl_json_len(layers) && !rc; i++) {
+		const char *d = shl_json_get_str(shl_json_at(layers, i), "diff_id");
+		rc = d ? fn(ctx, d) : shl_err(SHL_EFORMAT, "image %s: bad layer record", manifest);
+	}
+	shl_json_put(img);
+	return rc;
+}

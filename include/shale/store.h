@@ -94,6 +94,10 @@ int shl_store_fsck(shl_store *s, int flags, shl_fsck_report *report, shl_fsck_fn
 /* Remove untagged images (all images with `all`), then unused layers. */
 int shl_store_prune(shl_store *s, int all, shl_rm_fn fn, void *ctx);
 
+/* The diff_ids of an image's layers, bottom first. */
+typedef int (*shl_layer_fn)(void *ctx, const char *diff_id);
+int shl_store_image_layers(shl_store *s, const char *ref, shl_layer_fn fn, void *ctx);
+
 /* The stored files of a layer (by diff_id); paths valid until close. */
 int shl_store_layer_paths(shl_store *s, const char *diff_id, char *tar, size_t tar_len,
 			  char *erofs, size_t erofs_len);
