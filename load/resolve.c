@@ -205,6 +205,7 @@ struct image_in {
 	const char *const *names;       /* refs to set */
 	size_t nnames;
 	const char *index_digest;       /* nested index it came from (kept as extra blob) */
+	const char *original;           /* "io.shale.original-manifest": the registry's manifest */
 };
 
 static int add_image(struct loader *L, const struct image_in *in)
@@ -267,14 +268,32 @@ static int add_image(struct loader *L, const struct image_in *in)
 	    (rc = shl_json_set_int(rec, "created", parse_created(shl_json_get_str(cfg, "created")))) ||
 	    (rc = shl_json_set_int(rec, "size", total)) || (rc = shl_json_set(rec, "layers", shl_json_ref(layers))))
 		goto out;
-	if (in->index_digest) {
-		struct item *ix = shl_load__find_blob(L, in->index_digest);
+	if (in->index_digest || in->original) {
 		shl_json *extra = shl_json_new_array();
-		if (ix && ix->kind == ITEM_META &&
-		    (rc = shl_batch_put_blob(L->batch, in->index_digest, MT_OCI_INDEX, ix->data, ix->len)))
+		if (!extra || (rc = shl_json_set(rec, "extra_blobs", extra))) {
+			rc = rc ? rc : shl_err(SHL_ENOMEM, "out of memory");
 			goto out;
-		if (!extra || (rc = shl_json_push(extra, shl_json_new_string(in->index_digest))) ||
-		    (rc = shl_json_set(rec, "extra_blobs", extra)))
+		}
+		for (int k = 0; k < 2 && !rc; k++) {
+			const char *bd = k ? in->original : in->index_digest;
+			struct item *bi = bd ? shl_load__find_blob(L, bd) : NULL;
+			shl_json *bj = NULL;
+			const char *bm;
+			if (!bi || bi->kind != ITEM_META)
+				continue; /* not carried along: nothing to keep */
+			if ((rc = shl_json_parse(&bj, bi->data, bi->len, SHL_MANIFEST_CAP, bd)))
+				break;
+			bm = shl_json_get_str(bj, "mediaType");
+			if (!bm)
+				bm = k ? MT_OCI_MANIFEST : MT_OCI_INDEX;
+			rc = shl_batch_put_blob(L->batch, bd, bm, bi->data, bi->len);
+			shl_json_put(bj);
+			if (!rc)
+				rc = shl_json_push(extra, shl_json_new_string(bd));
+			if (!rc && k)
+				rc = shl_json_set_str(rec, "original_manifest", bd);
+		}
+		if (rc)
 			goto out;
 	}
 	for (size_t i = 0; i < in->nnames && !rc; i++) {
@@ -286,6 +305,13 @@ static int add_image(struct loader *L, const struct image_in *in)
 		shl_ref_familiar(&r, fam, sizeof(fam));
 		if (!(rc = shl_batch_set_ref(L->batch, full, digest)))
 			rc = add_loaded(L, fam);
+		if (!rc && shl_json_get_str(rec, "original_manifest")) {
+			/* name@<registry digest> keeps resolving on this side */
+			char repo[600], rd[700];
+			shl_ref_repo(&r, 0, repo, sizeof(repo));
+			snprintf(rd, sizeof(rd), "%s@%s", repo, shl_json_get_str(rec, "original_manifest"));
+			rc = shl_batch_set_ref(L->batch, rd, digest);
+		}
 	}
 	if (!rc && in->nnames == 0) {
 		char line[100];
@@ -459,6 +485,7 @@ static int load_manifest(struct loader *L, shl_json *desc, const char *const *na
 	in.names = names;
 	in.nnames = nnames;
 	in.index_digest = index_digest;
+	in.original = shl_json_get_str(shl_json_get(desc, "annotations"), "io.shale.original-manifest");
 	rc = add_image(L, &in);
 out:
 	free(descs);

@@ -153,6 +153,7 @@ static int descriptor(shl_json **out, const char *media, const char *digest, int
 static int save_one(struct saver *v, const char *ref)
 {
 	char manifest[72], *mbytes = NULL, *cbytes = NULL, *mmedia = NULL, *synth = NULL, digest[72];
+	char orig_digest[72] = "";
 	size_t mlen, clen, slen;
 	shl_json *img = NULL, *layers, *desc = NULL, *ann = NULL, *dentry = NULL, *dl = NULL, *src = NULL;
 	const char *cfg, *use_bytes;
@@ -173,9 +174,19 @@ static int save_one(struct saver *v, const char *ref)
 		goto out;
 	/* the manifest to write */
 	if (manifest_is_plain(mbytes, mlen, layers)) {
+		const char *orig = shl_json_get_str(img, "original_manifest");
 		snprintf(digest, sizeof(digest), "%s", manifest);
 		use_bytes = mbytes;
 		use_len = mlen;
+		if (orig) {
+			/* keep carrying the registry's manifest (loaded from a save) */
+			char *ob = NULL;
+			size_t ol;
+			if (shl_store__get_blob(v->s, orig, &ob, &ol, NULL) == 0 &&
+			    (rc = add_blob(v, orig, ob, ol, NULL, 0)))
+				goto out;
+			snprintf(orig_digest, sizeof(orig_digest), "%s", orig);
+		}
 	} else {
 		if ((rc = shl_store__synth_manifest(layers, cfg, clen, &synth, &slen, digest)))
 			goto out;
@@ -189,6 +200,7 @@ static int save_one(struct saver *v, const char *ref)
 		memcpy(orig, mbytes, mlen);
 		if ((rc = add_blob(v, manifest, orig, mlen, NULL, 0)))
 			goto out;
+		snprintf(orig_digest, sizeof(orig_digest), "%s", manifest);
 	}
 	{
 		char *copy = malloc(use_len ? use_len : 1);
@@ -254,9 +266,9 @@ static int save_one(struct saver *v, const char *ref)
 		    (rc = shl_json_set_str(ann, "org.opencontainers.image.ref.name", r.tag)))
 			goto out;
 	}
-	if (strcmp(digest, manifest) && (rc = shl_json_set_str(ann, "io.shale.original-manifest", manifest)))
+	if (orig_digest[0] && (rc = shl_json_set_str(ann, "io.shale.original-manifest", orig_digest)))
 		goto out;
-	if (named || strcmp(digest, manifest))
+	if (named || orig_digest[0])
 		rc = shl_json_set(desc, "annotations", shl_json_ref(ann));
 	if (rc || (rc = shl_json_push(v->index_manifests, desc)))
 		goto out;

@@ -264,6 +264,20 @@ def run(work):
     check("manifest.json" not in names and "index.json" in names, f"--format oci members: {names}")
     check(source_ids("oci-archive:" + out_oci) == src_multi, "oci archive IDs")
 
+    # the original (registry-style, zstd) manifest digest survives save -> load
+    zroot, zroot2 = os.path.join(work, "st-z"), os.path.join(work, "st-z2")
+    shale(zroot, "load", "--tag", "reg.example/app:1", "-i", arch["oci-dir-zstd"])
+    orig = inspect(zroot, "reg.example/app:1")["Shale"]["Manifest"]
+    zsave = os.path.join(work, "z.tar")
+    shale(zroot, "save", "-o", zsave, "reg.example/app:1")
+    shale(zroot2, "load", "-i", zsave)
+    r = shale(zroot2, "inspect", "reg.example/app@" + orig, ok=False)
+    check(r.returncode == 0 and json.loads(r.stdout)[0]["Id"] == src_multi[0],
+          f"name@<original manifest digest> after the transfer: {r.stderr.decode()}")
+    zsave2 = os.path.join(work, "z2.tar")
+    shale(zroot2, "save", "-o", zsave2, "reg.example/app:1")
+    check(open(zsave2, "rb").read() == open(zsave, "rb").read(), "re-saving on the far side changed the archive")
+
     # incremental export
     small_root = os.path.join(work, "st-small")
     shale(small_root, "load", "--tag", "shale/small:1", "-i", oci)  # only "small" has no name... load all
