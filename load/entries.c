@@ -196,6 +196,9 @@ static int take_file(struct loader *L, const char *name, int64_t size, struct en
 	if (dup)
 		return shl_err(SHL_EFORMAT, "archive entry '%s' appears twice", name);
 	blob_digest_of(name, blob);
+	for (size_t i = 0; !blob[0] && i < L->nskip; i++)
+		if (!strcmp(L->skip_name[i], name))
+			memcpy(blob, L->skip_diff[i], 72);
 	/* skopeo/podman docker-archives name layers "<diff_id hex>.tar" */
 	if (!blob[0] && strlen(name) == 68 && !strcmp(name + 64, ".tar")) {
 		char tmp[80];
@@ -445,6 +448,144 @@ static int read_dir_rec(struct loader *L, const char *root, const char *rel, int
 	return rc;
 }
 
+/* ---- first pass over a seekable docker-archive -------------------------- */
+
+struct doc {
+	char *name, *data;
+	size_t len;
+	char *link;
+};
+
+static struct doc *find_doc(struct doc *d, size_t n, const char *name)
+{
+	for (int hops = 0; hops < 16; hops++) {
+		struct doc *hit = NULL;
+		for (size_t i = 0; i < n; i++)
+			if (!strcmp(d[i].name, name))
+				hit = &d[i];
+		if (!hit || !hit->link)
+			return hit;
+		name = hit->link;
+	}
+	return NULL;
+}
+
+/*
+ * With an uncompressed archive in a regular file, read only its headers and
+ * JSON documents first (libarchive seeks over the rest): layers whose
+ * diff_id the config names and the store holds are then skipped in the real
+ * pass without being read. Only an optimization: any trouble here is ignored
+ * and the real pass decides.
+ */
+static void prepass(struct loader *L)
+{
+	struct archive *a;
+	struct archive_entry *e;
+	struct doc *docs = NULL;
+	size_t ndocs = 0, total = 0;
+	uint8_t magic[6] = { 0 };
+	shl_json *m = NULL;
+	int fd = open(L->o->input, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	if (read(fd, magic, sizeof(magic)) != (ssize_t)sizeof(magic) || (magic[0] == 0x1f && magic[1] == 0x8b) ||
+	    !memcmp(magic, "\x28\xb5\x2f\xfd", 4) || !memcmp(magic, "\xfd" "7zXZ", 5) || !memcmp(magic, "BZh", 3)) {
+		close(fd);
+		return;
+	}
+	close(fd);
+	if (!(a = archive_read_new()))
+		return;
+	archive_read_support_format_tar(a);
+	if (archive_read_open_filename(a, L->o->input, 1 << 16) != ARCHIVE_OK)
+		goto out;
+	while (archive_read_next_header(a, &e) == ARCHIVE_OK) {
+		char name[4096];
+		const char *raw = archive_entry_pathname(e);
+		la_int64_t size = archive_entry_size(e);
+		struct doc *nd;
+		if (!raw || norm_name(raw, name, sizeof(name)) != 0)
+			goto out;
+		int is_link = archive_entry_filetype(e) == AE_IFLNK;
+		int is_json = archive_entry_filetype(e) == AE_IFREG && size <= (la_int64_t)SHL_LOAD_META_CAP &&
+			      strlen(name) > 5 && !strcmp(name + strlen(name) - 5, ".json");
+		if (!is_link && !is_json)
+			continue;
+		if (is_json && (total += (size_t)size) > SHL_LOAD_META_TOTAL)
+			goto out;
+		nd = realloc(docs, (ndocs + 1) * sizeof(*nd));
+		if (!nd)
+			goto out;
+		docs = nd;
+		nd = &docs[ndocs++];
+		memset(nd, 0, sizeof(*nd));
+		nd->name = strdup(name);
+		if (is_link) {
+			const char *t = archive_entry_symlink(e);
+			const char *slash = strrchr(name, '/');
+			char joined[4200], norm[4096];
+			snprintf(joined, sizeof(joined), "%.*s%s%s", slash ? (int)(slash - name) : 0, name,
+				 slash ? "/" : "", t ? t : "");
+			/* "dir/../x.tar" -> "x.tar" (one level is what docker writes) */
+			char *dd = strstr(joined, "/../");
+			if (dd && !strchr(dd + 4, '/') && !memchr(joined, '/', (size_t)(dd - joined)))
+				memmove(joined, dd + 4, strlen(dd + 4) + 1);
+			if (norm_name(joined, norm, sizeof(norm)) == 0)
+				nd->link = strdup(norm);
+		} else {
+			nd->data = malloc((size_t)size + 1);
+			if (!nd->data || archive_read_data(a, nd->data, (size_t)size) != size)
+				goto out;
+			nd->len = (size_t)size;
+		}
+	}
+	{
+		struct doc *mj = find_doc(docs, ndocs, "manifest.json");
+		if (!mj || !mj->data || shl_json_parse(&m, mj->data, mj->len, SHL_LOAD_META_CAP, "manifest.json"))
+			goto out;
+	}
+	for (size_t i = 0; i < shl_json_len(m); i++) {
+		shl_json *it = shl_json_at(m, i), *ls = shl_json_get(it, "Layers"), *cfg = NULL, *diffs;
+		const char *cp = shl_json_get_str(it, "Config");
+		struct doc *cd = cp ? find_doc(docs, ndocs, cp) : NULL;
+		if (!cd || !cd->data || shl_json_parse(&cfg, cd->data, cd->len, SHL_CONFIG_CAP, "config"))
+			continue;
+		diffs = shl_json_get(shl_json_get(cfg, "rootfs"), "diff_ids");
+		for (size_t k = 0; k < shl_json_len(ls) && k < shl_json_len(diffs); k++) {
+			const char *lp = shl_json_str(shl_json_at(ls, k)), *d = shl_json_str(shl_json_at(diffs, k));
+			struct doc *ld = lp ? find_doc(docs, ndocs, lp) : NULL;
+			char **nn, **nd2;
+			if (!lp || !d || strlen(d) != 71 || !shl_store__has_layer(L->s, d))
+				continue;
+			if (ld && ld->name)
+				lp = ld->name; /* the symlink's final target holds the bytes */
+			nn = realloc(L->skip_name, (L->nskip + 1) * sizeof(*nn));
+			if (nn)
+				L->skip_name = nn;
+			nd2 = realloc(L->skip_diff, (L->nskip + 1) * sizeof(*nd2));
+			if (nd2)
+				L->skip_diff = nd2;
+			if (!nn || !nd2)
+				break;
+			L->skip_name[L->nskip] = strdup(lp);
+			L->skip_diff[L->nskip] = strdup(d);
+			if (L->skip_name[L->nskip] && L->skip_diff[L->nskip])
+				L->nskip++;
+		}
+		shl_json_put(cfg);
+	}
+out:
+	shl_json_put(m);
+	for (size_t i = 0; i < ndocs; i++) {
+		free(docs[i].name);
+		free(docs[i].data);
+		free(docs[i].link);
+	}
+	free(docs);
+	archive_read_free(a);
+}
+
 int shl_load__read_input(struct loader *L)
 {
 	struct stat st;
@@ -453,5 +594,7 @@ int shl_load__read_input(struct loader *L)
 		return read_dir_rec(L, L->o->input, "", 0);
 	if (L->o->input && access(L->o->input, R_OK) != 0)
 		return shl_err_sys(SHL_EIO, "open %s", L->o->input);
+	if (L->o->input && S_ISREG(st.st_mode))
+		prepass(L);
 	return read_archive(L);
 }

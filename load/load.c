@@ -46,5 +46,11 @@ out:
 	for (size_t i = 0; i < L.nloaded; i++)
 		free(L.loaded[i]);
 	free(L.loaded);
+	for (size_t i = 0; i < L.nskip; i++) {
+		free(L.skip_name[i]);
+		free(L.skip_diff[i]);
+	}
+	free(L.skip_name);
+	free(L.skip_diff);
 	return rc;
 }

@@ -47,6 +47,10 @@ struct loader {
 	shl_batch *batch;
 	char **loaded;          /* names or IDs reported after commit */
 	size_t nloaded;
+	/* archive paths of layers known (from a first pass over a seekable
+	 * docker-archive) to be stored already: name -> diff_id */
+	char **skip_name, **skip_diff;
+	size_t nskip;
 };
 
 /* entries.c: read the archive (file, pipe or OCI directory) into items */
