@@ -23,13 +23,22 @@
 #include "shale/save.h"
 #include "store/store_int.h"
 #include "util/err.h"
+#include "util/compress.h"
 #include "util/hash.h"
+#include "util/instream.h"
 
 struct blob {
 	char digest[72];
 	char *data;          /* in memory, or NULL for a layer file */
 	size_t len;
 	char layer[72];      /* diff_id of a stored layer */
+	char *file;          /* or a compressed copy in the staging dir */
+	uint64_t size;
+};
+
+/* a compressed layer made for this save (shared layers compressed once) */
+struct comp {
+	char diff[72], digest[72], path[4200];
 	uint64_t size;
 };
 
@@ -41,9 +50,12 @@ struct saver {
 	shl_json *index_manifests, *docker, *repos;
 	char **exclude;
 	size_t nexclude;
+	struct comp *comps;
+	size_t ncomps;
 };
 
-static int add_blob(struct saver *v, const char *digest, char *data, size_t len, const char *layer, uint64_t size)
+static int add_blob(struct saver *v, const char *digest, char *data, size_t len, const char *layer, uint64_t size,
+		    const char *file)
 {
 	struct blob *nb;
 
@@ -67,6 +79,54 @@ static int add_blob(struct saver *v, const char *digest, char *data, size_t len,
 	nb->size = data ? len : size;
 	if (layer)
 		snprintf(nb->layer, sizeof(nb->layer), "%s", layer);
+	if (file && !(nb->file = strdup(file)))
+		return shl_err(SHL_ENOMEM, "out of memory");
+	return 0;
+}
+
+/* Compress a stored layer (once per save) into the store's staging dir. */
+static int compressed(struct saver *v, const char *diff, struct comp **out)
+{
+	char tar[4200];
+	uint8_t sha[32];
+	struct comp *c;
+	int in, fd, rc;
+
+	for (size_t i = 0; i < v->ncomps; i++) {
+		if (!strcmp(v->comps[i].diff, diff)) {
+			*out = &v->comps[i];
+			return 0;
+		}
+	}
+	c = realloc(v->comps, (v->ncomps + 1) * sizeof(*c));
+	if (!c)
+		return shl_err(SHL_ENOMEM, "out of memory");
+	v->comps = c;
+	c = &v->comps[v->ncomps];
+	memset(c, 0, sizeof(*c));
+	snprintf(c->diff, sizeof(c->diff), "%s", diff);
+	snprintf(c->path, sizeof(c->path), "%s/save-%.16s.%s", v->s->tmp_dir, diff + 7,
+		 v->o->compress == SHL_SAVE_COMPRESS_GZIP ? "gz" : "zst");
+	shl_store_layer_paths(v->s, diff, tar, sizeof(tar), NULL, 0);
+	in = open(tar, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return shl_err_sys(SHL_EIO, "layer %s", diff);
+	fd = open(c->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		close(in);
+		return shl_err_sys(SHL_EIO, "create %s", c->path);
+	}
+	rc = shl_compress_fd(in, fd, v->o->compress == SHL_SAVE_COMPRESS_GZIP ? SHL_COMP_GZIP : SHL_COMP_ZSTD,
+			     sha, &c->size);
+	close(in);
+	close(fd);
+	if (rc) {
+		unlink(c->path);
+		return shl_err_ctx(rc, "compress layer %s", diff);
+	}
+	shl_digest_str(sha, c->digest);
+	v->ncomps++;
+	*out = c;
 	return 0;
 }
 
@@ -154,6 +214,7 @@ static int save_one(struct saver *v, const char *ref)
 {
 	char manifest[72], *mbytes = NULL, *cbytes = NULL, *mmedia = NULL, *synth = NULL, digest[72];
 	char orig_digest[72] = "";
+	shl_json *out_layers = NULL;
 	size_t mlen, clen, slen;
 	shl_json *img = NULL, *layers, *desc = NULL, *ann = NULL, *dentry = NULL, *dl = NULL, *src = NULL;
 	const char *cfg, *use_bytes;
@@ -172,8 +233,41 @@ static int save_one(struct saver *v, const char *ref)
 	if ((rc = shl_store__get_blob(v->s, manifest, &mbytes, &mlen, &mmedia)) ||
 	    (rc = shl_store__get_blob(v->s, cfg, &cbytes, &clen, NULL)))
 		goto out;
+	/* with --compress the layers written are compressed copies */
+	if (v->o->compress != SHL_SAVE_COMPRESS_NONE) {
+		shl_json *cl = shl_json_new_array();
+		const char *media = v->o->compress == SHL_SAVE_COMPRESS_GZIP ? "application/vnd.oci.image.layer.v1.tar+gzip"
+									      : "application/vnd.oci.image.layer.v1.tar+zstd";
+		if (!cl) {
+			rc = shl_err(SHL_ENOMEM, "out of memory");
+			goto out;
+		}
+		for (size_t i = 0; i < shl_json_len(layers) && !rc; i++) {
+			shl_json *o2 = shl_json_new_object();
+			const char *d = shl_json_get_str(shl_json_at(layers, i), "diff_id");
+			struct comp *c;
+			if (!o2 || !d) {
+				shl_json_put(o2);
+				rc = shl_err(SHL_EFORMAT, "image %s: bad layer record", manifest);
+				break;
+			}
+			if ((rc = shl_json_push(cl, o2)) || (rc = shl_json_set_str(o2, "diff_id", d)))
+				break;
+			if (excluded(v, d))
+				continue; /* never compressed; referenced by its plain digest */
+			if ((rc = compressed(v, d, &c)) || (rc = shl_json_set_str(o2, "out_media", media)) ||
+			    (rc = shl_json_set_str(o2, "out_digest", c->digest)) ||
+			    (rc = shl_json_set_int(o2, "out_size", (int64_t)c->size)))
+				break;
+		}
+		if (rc) {
+			shl_json_put(cl);
+			goto out;
+		}
+		out_layers = cl;
+	}
 	/* the manifest to write */
-	if (manifest_is_plain(mbytes, mlen, layers)) {
+	if (!out_layers && manifest_is_plain(mbytes, mlen, layers)) {
 		const char *orig = shl_json_get_str(img, "original_manifest");
 		snprintf(digest, sizeof(digest), "%s", manifest);
 		use_bytes = mbytes;
@@ -183,12 +277,12 @@ static int save_one(struct saver *v, const char *ref)
 			char *ob = NULL;
 			size_t ol;
 			if (shl_store__get_blob(v->s, orig, &ob, &ol, NULL) == 0 &&
-			    (rc = add_blob(v, orig, ob, ol, NULL, 0)))
+			    (rc = add_blob(v, orig, ob, ol, NULL, 0, NULL)))
 				goto out;
 			snprintf(orig_digest, sizeof(orig_digest), "%s", orig);
 		}
 	} else {
-		if ((rc = shl_store__synth_manifest(layers, cfg, clen, &synth, &slen, digest)))
+		if ((rc = shl_store__synth_manifest(out_layers ? out_layers : layers, cfg, clen, &synth, &slen, digest)))
 			goto out;
 		use_bytes = synth;
 		use_len = slen;
@@ -198,7 +292,7 @@ static int save_one(struct saver *v, const char *ref)
 			goto out;
 		}
 		memcpy(orig, mbytes, mlen);
-		if ((rc = add_blob(v, manifest, orig, mlen, NULL, 0)))
+		if ((rc = add_blob(v, manifest, orig, mlen, NULL, 0, NULL)))
 			goto out;
 		snprintf(orig_digest, sizeof(orig_digest), "%s", manifest);
 	}
@@ -209,9 +303,9 @@ static int save_one(struct saver *v, const char *ref)
 			goto out;
 		}
 		memcpy(copy, use_bytes, use_len);
-		if ((rc = add_blob(v, digest, copy, use_len, NULL, 0)))
+		if ((rc = add_blob(v, digest, copy, use_len, NULL, 0, NULL)))
 			goto out;
-		if ((rc = add_blob(v, cfg, cbytes, clen, NULL, 0)))
+		if ((rc = add_blob(v, cfg, cbytes, clen, NULL, 0, NULL)))
 			goto out;
 		cbytes = NULL;
 	}
@@ -232,7 +326,17 @@ static int save_one(struct saver *v, const char *ref)
 			rc = shl_err(SHL_EFORMAT, "image %s: bad layer record", manifest);
 			break;
 		}
-		if (!excluded(v, d) && (rc = add_blob(v, d, NULL, 0, d, (uint64_t)ts)))
+		const char *od = shl_json_get_str(shl_json_at(out_layers, i), "out_digest");
+		if (od) {
+			struct comp *c;
+			if ((rc = compressed(v, d, &c)) || (rc = add_blob(v, od, NULL, 0, NULL, c->size, c->path)))
+				break;
+			snprintf(path, sizeof(path), "blobs/sha256/%s", od + 7);
+			if ((rc = shl_json_push(dl, shl_json_new_string(path))))
+				break;
+			continue; /* LayerSources describe plain layers only */
+		}
+		if (!excluded(v, d) && (rc = add_blob(v, d, NULL, 0, d, (uint64_t)ts, NULL)))
 			break;
 		snprintf(path, sizeof(path), "blobs/sha256/%s", d + 7);
 		if ((rc = shl_json_push(dl, shl_json_new_string(path))))
@@ -311,6 +415,7 @@ static int save_one(struct saver *v, const char *ref)
 	rc = shl_json_push(v->docker, dentry);
 	dentry = NULL;
 out:
+	shl_json_put(out_layers);
 	shl_json_put(dentry);
 	shl_json_put(desc);
 	shl_json_put(ann);
@@ -347,6 +452,14 @@ static int write_archive(struct saver *v, int out_fd)
 		snprintf(name, sizeof(name), "blobs/sha256/%s", v->blobs[i].digest + 7);
 		if (v->blobs[i].data) {
 			rc = shl_tarout_mem(&t, name, v->blobs[i].data, v->blobs[i].len);
+		} else if (v->blobs[i].file) {
+			int fd = open(v->blobs[i].file, O_RDONLY | O_CLOEXEC);
+			if (fd < 0) {
+				rc = shl_err_sys(SHL_EIO, "open %s", v->blobs[i].file);
+				break;
+			}
+			rc = shl_tarout_file(&t, name, fd, v->blobs[i].size);
+			close(fd);
 		} else {
 			char tar[4200];
 			int fd;
@@ -394,8 +507,6 @@ int shl_save(shl_store *s, const char *const *refs, size_t nrefs, const shl_save
 
 	if (!o || o->version != SHL_SAVE_OPTS_VERSION || nrefs == 0)
 		return shl_err(SHL_EINVAL, "save: bad options");
-	if (o->compress != SHL_SAVE_COMPRESS_NONE)
-		return shl_err(SHL_EUNSUPPORTED, "save: --compress is not implemented yet");
 	memset(&v, 0, sizeof(v));
 	v.s = s;
 	v.o = o;
@@ -410,8 +521,13 @@ int shl_save(shl_store *s, const char *const *refs, size_t nrefs, const shl_save
 		rc = save_one(&v, refs[i]);
 	if (!rc)
 		rc = write_archive(&v, out_fd);
-	for (size_t i = 0; i < v.nblobs; i++)
+	for (size_t i = 0; i < v.nblobs; i++) {
 		free(v.blobs[i].data);
+		free(v.blobs[i].file);
+	}
+	for (size_t i = 0; i < v.ncomps; i++)
+		unlink(v.comps[i].path);
+	free(v.comps);
 	free(v.blobs);
 	for (size_t i = 0; i < v.nexclude; i++)
 		free(v.exclude[i]);

@@ -30,14 +30,16 @@ int shl_store__synth_manifest(shl_json *layers, const char *config_digest, size_
 	rc = rc ? rc : shl_json_set_int(c, "size", (int64_t)config_len);
 	for (size_t i = 0; i < shl_json_len(layers) && !rc; i++) {
 		shl_json *l = shl_json_at(layers, i), *e = shl_json_new_object();
+		const char *om = shl_json_get_str(l, "out_media");
 		int64_t ts = 0;
-		shl_json_get_int(l, "tar_size", &ts);
+		shl_json_get_int(l, om ? "out_size" : "tar_size", &ts);
 		if (!e) {
 			rc = shl_err(SHL_ENOMEM, "out of memory");
 			break;
 		}
-		rc = shl_json_set_str(e, "mediaType", "application/vnd.oci.image.layer.v1.tar");
-		rc = rc ? rc : shl_json_set_str(e, "digest", shl_json_get_str(l, "diff_id"));
+		/* out_*: a compressed form written instead of the plain tar (save --compress) */
+		rc = shl_json_set_str(e, "mediaType", om ? om : "application/vnd.oci.image.layer.v1.tar");
+		rc = rc ? rc : shl_json_set_str(e, "digest", shl_json_get_str(l, om ? "out_digest" : "diff_id"));
 		rc = rc ? rc : shl_json_set_int(e, "size", ts);
 		if (rc)
 			shl_json_put(e);

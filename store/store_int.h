@@ -57,8 +57,9 @@ int shl_store__get_layer(shl_store *s, const char *diff_id, shl_json **rec);
 /* The OCI manifest shale writes for an image whose layers it stores as
  * plain tars: config descriptor + one application/vnd.oci.image.layer.v1.tar
  * descriptor per layer (digest = diff_id, size = tar size). `layers` holds
- * objects with "diff_id" and "tar_size" (image-record shape). Deterministic
- * bytes; *bytes is malloc'd. */
+ * objects with "diff_id" and "tar_size" (image-record shape); an object with
+ * "out_media"/"out_digest"/"out_size" describes a compressed form instead.
+ * Deterministic bytes; *bytes is malloc'd. */
 int shl_store__synth_manifest(shl_json *layers, const char *config_digest, size_t config_len,
 			      char **bytes, size_t *len, char digest[72]);
 

@@ -257,6 +257,24 @@ def run(work):
     out3 = os.path.join(work, "save3.tar")
     shale(root3, "save", "-o", out3, "shale/multi:1", "shale/other:2")
     check(open(out3, "rb").read() == open(out1, "rb").read(), "save after a round trip differs")
+    # --compress gzip|zstd: deterministic, read by skopeo/podman/shale with the same IDs
+    for comp in ("gzip", "zstd"):
+        c1, c2 = os.path.join(work, f"c1.{comp}.tar"), os.path.join(work, f"c2.{comp}.tar")
+        shale(root, "save", "--compress", comp, "-o", c1, "shale/multi:1")
+        shale(root, "save", "--compress", comp, "-o", c2, "shale/multi:1")
+        check(open(c1, "rb").read() == open(c2, "rb").read(), f"--compress {comp}: not deterministic")
+        check(source_ids("docker-archive:" + c1) == src_multi, f"--compress {comp}: skopeo IDs")
+        croot = os.path.join(work, f"st-c-{comp}")
+        shale(croot, "load", "-i", c1)
+        check(inspect(croot, "shale/multi:1")["Id"] == src_multi[0], f"--compress {comp}: shale reload ID")
+        man = json.loads(tarfile.open(c1).extractfile("manifest.json").read())
+        check(all(l.split("/")[-1] not in [d[7:] for d in src_multi[1]] for l in man[0]["Layers"]),
+              f"--compress {comp}: layers not compressed")
+        pc = ["podman", "--root", os.path.join(work, f"pc-{comp}"), "--runroot", os.path.join(work, f"pcr-{comp}"),
+              "--storage-driver", "vfs"]
+        r = subprocess.run([*pc, "load", "-i", c1], capture_output=True)
+        check(r.returncode == 0, f"podman load --compress {comp}: {r.stderr.decode()}")
+
     # --format oci
     out_oci = os.path.join(work, "save-oci.tar")
     shale(root, "save", "--format", "oci", "-o", out_oci, "shale/multi:1")

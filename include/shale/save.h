@@ -22,7 +22,7 @@ enum shl_save_compress { SHL_SAVE_COMPRESS_NONE = 0, SHL_SAVE_COMPRESS_GZIP = 1,
 typedef struct shl_save_opts {
 	unsigned version;
 	int format;                 /* enum shl_save_format */
-	int compress;               /* enum shl_save_compress (only NONE so far) */
+	int compress;               /* enum shl_save_compress: layers written compressed */
 	const char *exclude_layers; /* file of diff_ids the target has already */
 } shl_save_opts;
 #define SHL_SAVE_OPTS_INIT { SHL_SAVE_OPTS_VERSION, SHL_SAVE_DOCKER, SHL_SAVE_COMPRESS_NONE, NULL }
