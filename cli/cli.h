@@ -47,5 +47,8 @@ int cmd_fsck(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
 int cmd_history(int argc, char **argv);
 int cmd_squash(int argc, char **argv);
+int cmd_mount(int argc, char **argv);
+int cmd_umount(int argc, char **argv);
+int cmd_mounts(int argc, char **argv);
 
 #endif

@@ -38,6 +38,9 @@ static const struct {
 	{ "df", cmd_df, "disk usage: per image shared/unique, reclaimable (--layers)" },
 	{ "fsck", cmd_fsck, "check the store (--deep, --repair)" },
 	{ "squash", cmd_squash, "flatten an image into one EROFS image (no mount, no root)" },
+	{ "mount", cmd_mount, "mount an image (shared EROFS layers under overlayfs)" },
+	{ "umount", cmd_umount, "unmount an image mounted by shale" },
+	{ "mounts", cmd_mounts, "list mounted images" },
 };
 
 static void usage(FILE *f)

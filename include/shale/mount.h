@@ -13,6 +13,7 @@
 #define SHALE_MOUNT_H
 
 #include <stddef.h>
+#include "shale/store.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -37,6 +38,23 @@ int shl_umount(const char *target, int detach);
 
 /* Whether `path` is a mount point (differs from its parent's mount). */
 int shl_is_mountpoint(const char *path);
+
+/* ---- images ---------------------------------------------------------------
+ * Mount a stored image at `dir` (an empty directory): each layer's EROFS is
+ * mounted once under <root>/run/layers and shared by every mounted image;
+ * overlayfs stacks them. Read-only by default; rw adds an upper layer on a
+ * fresh tmpfs (or in `upper`, which gets upper/ and work/ subdirectories).
+ * State lives in <root>/run/mounts and is swept when stale. */
+typedef struct shl_image_mount_opts {
+	int rw;
+	const char *upper;
+} shl_image_mount_opts;
+
+int shl_image_mount(shl_store *s, const char *ref, const char *dir, const shl_image_mount_opts *o);
+/* Unmount `dir` and release the layers no other mounted image uses. */
+int shl_image_umount(shl_store *s, const char *dir);
+typedef int (*shl_mount_list_fn)(void *ctx, const char *dir, const char *image, int layers);
+int shl_image_mounts(shl_store *s, shl_mount_list_fn fn, void *ctx);
 
 #ifdef __cplusplus
 }

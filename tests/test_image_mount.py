@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""shale mount / umount / mounts against the kernel and umoci.
+
+Two images built by umoci share a base layer. Mounted with shale, each view must
+equal `umoci unpack` of the same image (a real peer applying the same layers),
+the shared base layer must be mounted once, --rw must take writes on a tmpfs
+upper, umount must release exactly the layers nobody else uses, stale state
+(an overlay unmounted behind shale's back) must be swept, and bad requests must
+leave nothing mounted. Needs root (SKIPPED otherwise).
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(__file__))
+import layerlib as L  # noqa: E402
+
+SRC = os.environ.get("SHALE_SRC", os.path.join(os.path.dirname(__file__), ".."))
+failures = []
+
+
+def check(cond, msg):
+    if not cond:
+        failures.append(msg)
+        print("FAIL:", msg, file=sys.stderr)
+    return cond
+
+
+def sh(*cmd):
+    r = subprocess.run(list(cmd), capture_output=True)
+    if r.returncode:
+        raise AssertionError(f"{cmd}: {r.stderr.decode()}")
+    return r.stdout
+
+
+def shale(root, *args):
+    return subprocess.run([L.SHALE, "--root", root, *args], capture_output=True)
+
+
+def layer_mounts(root):
+    base = os.path.join(root, "run", "layers") + "/"
+    n = 0
+    with open("/proc/mounts") as f:
+        for line in f:
+            parts = line.split()
+            if parts[2] == "erofs" and parts[1].startswith(base):
+                n += 1
+    return n
+
+
+def main():
+    if os.geteuid() != 0:
+        L.skip("mounting needs root")
+    if not shutil.which("umoci") or not shutil.which("skopeo"):
+        L.skip("umoci/skopeo not installed")
+    work = tempfile.mkdtemp(prefix="shl-imount-")
+    root = os.path.join(work, "st")
+    try:
+        fx = os.path.join(work, "fx")
+        sh(sys.executable, os.path.join(SRC, "fixtures", "mktars.py"), fx)
+        oci = os.path.join(work, "oci")
+        sh("umoci", "init", "--layout", oci)
+        for img, layers in (("a", ("lower", "upper", "tree")), ("b", ("lower", "kinds", "attrs"))):
+            sh("umoci", "new", "--image", f"{oci}:{img}")
+            for t in layers:
+                sh("umoci", "raw", "add-layer", "--image", f"{oci}:{img}", os.path.join(fx, t + ".tar"))
+        for img in ("a", "b"):
+            da = os.path.join(work, img + ".tar")
+            sh("skopeo", "copy", f"oci:{oci}:{img}", f"docker-archive:{da}:t/{img}:1")
+            r = shale(root, "load", "-i", da)
+            check(r.returncode == 0, f"load {img}: {r.stderr.decode()}")
+
+        ma, mb, mrw = (os.path.join(work, d) for d in ("ma", "mb", "mrw"))
+        for d in (ma, mb, mrw):
+            os.makedirs(d)
+        r = shale(root, "mount", "t/a:1", ma)
+        if r.returncode != 0 and b"Operation not permitted" in r.stderr:
+            L.skip("mount not permitted here")
+        check(r.returncode == 0, f"mount a: {r.stderr.decode()}")
+        r = shale(root, "mount", "t/b:1", mb)
+        check(r.returncode == 0, f"mount b: {r.stderr.decode()}")
+        check(layer_mounts(root) == 5, f"shared base mounted once: {layer_mounts(root)} layer mounts (want 5)")
+
+        # the views equal umoci unpack of the same images
+        for img, mnt in (("a", ma), ("b", mb)):
+            bundle = os.path.join(work, "bundle-" + img)
+            sh("umoci", "unpack", "--image", f"{oci}:{img}", bundle)
+            want = L.scan(os.path.join(bundle, "rootfs"))
+            got = L.scan(mnt)
+            # umoci drops security.selinux, and gives directories it creates
+            # implicitly the current time (shale: mtime 0): compare the rest
+            for e in list(want.values()) + list(got.values()):
+                e["xattrs"] = {k: v for k, v in e["xattrs"].items()
+                               if not k.startswith("trusted.overlay.") and k != "security.selinux"}
+                if e["type"] == "dir":
+                    e["mtime"] = None
+            want[""]["mode"] = got[""]["mode"]  # the bundle's rootfs dir is umoci's own
+            want[""]["mtime"] = got[""]["mtime"]
+            want[""]["uid"], want[""]["gid"] = got[""]["uid"], got[""]["gid"]
+            for m in L.diff(want, got, compare_ino=False):
+                check(False, f"mount {img} vs umoci unpack: {m}")
+
+        # read-write on a tmpfs upper
+        r = shale(root, "mount", "--rw", "t/a:1", mrw)
+        check(r.returncode == 0, f"mount --rw: {r.stderr.decode()}")
+        with open(os.path.join(mrw, "a", "keep"), "w") as f:
+            f.write("changed\n")
+        os.remove(os.path.join(mrw, "c_lower_only"))
+        check(open(os.path.join(ma, "a", "keep")).read() == "upper keep\n", "rw changes leaked into another mount")
+        r = shale(root, "mounts")
+        check(r.stdout.decode().count("t/a:1") == 2 and b"t/b:1" in r.stdout, f"mounts: {r.stdout.decode()}")
+
+        # bad requests leave nothing new mounted
+        before = layer_mounts(root)
+        check(shale(root, "mount", "t/a:1", ma).returncode == 1, "mount on a mount point must fail")
+        check(shale(root, "mount", "nope:1", os.path.join(work, "fx")).returncode == 1, "mount of a non-empty dir / unknown image")
+        empty = os.path.join(work, "empty")
+        os.makedirs(empty)
+        r = shale(root, "mount", "nope:1", empty)
+        check(r.returncode == 1 and b"no such image" in r.stderr, f"unknown image: {r.stderr}")
+        check(layer_mounts(root) == before, "a failed mount changed the layer mounts")
+
+        # umount releases only unshared layers
+        check(shale(root, "umount", mb).returncode == 0, "umount b")
+        check(layer_mounts(root) == 3, f"after umount b: {layer_mounts(root)} layer mounts (want 3)")
+        check(shale(root, "umount", mrw).returncode == 0, "umount rw")
+        check(layer_mounts(root) == 3, "a's layers stay while a is mounted")
+        # stale state: unmount the overlay behind shale's back; the next command sweeps
+        subprocess.run(["umount", ma])
+        shale(root, "mounts")
+        check(layer_mounts(root) == 0, f"stale mount state not swept: {layer_mounts(root)}")
+        check(not os.listdir(os.path.join(root, "run", "layers")), "layer mount dirs left")
+    finally:
+        subprocess.run(["bash", "-c", f"grep -o ' {work}[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l"])
+        shutil.rmtree(work, ignore_errors=True)
+    if failures:
+        print(f"test_image_mount: {len(failures)} failures")
+        return 1
+    print("test_image_mount: all checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
