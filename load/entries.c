@@ -100,11 +100,15 @@ struct item *shl_load__find(struct loader *L, const char *name)
 struct item *shl_load__find_blob(struct loader *L, const char *digest)
 {
 	char name[100];
+	struct item *it;
 
 	if (strncmp(digest, "sha256:", 7) != 0 || strlen(digest) != 71)
 		return NULL;
 	snprintf(name, sizeof(name), "blobs/sha256/%s", digest + 7);
-	return shl_load__find(L, name);
+	it = shl_load__find(L, name);
+	/* containers/image "dir:" layouts (podman save --format docker-dir/oci-dir
+	 * into a directory) name blobs by bare hex */
+	return it ? it : shl_load__find(L, digest + 7);
 }
 
 /* "./a//b" -> "a/b"; absolute paths and ".." are refused. */
@@ -141,11 +145,13 @@ static int norm_name(const char *in, char *out, size_t cap)
 /* blobs/sha256/<hex> -> "sha256:<hex>" (empty if not a blob path) */
 static void blob_digest_of(const char *name, char out[72])
 {
+	const char *hex = !strncmp(name, "blobs/sha256/", 13) ? name + 13 : name;
+
 	out[0] = '\0';
-	if (!strncmp(name, "blobs/sha256/", 13) && strlen(name + 13) == 64) {
+	if (strlen(hex) == 64) {
 		uint8_t d[32];
 		char tmp[80];
-		snprintf(tmp, sizeof(tmp), "sha256:%s", name + 13);
+		snprintf(tmp, sizeof(tmp), "sha256:%s", hex);
 		if (shl_digest_parse(tmp, d) == 0)
 			memcpy(out, tmp, 72); /* "sha256:" + 64 hex + NUL */
 	}

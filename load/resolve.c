@@ -625,6 +625,31 @@ int shl_load__resolve(struct loader *L)
 		shl_json_put(ix);
 		return rc;
 	}
+	if (mj && mj->kind == ITEM_META && mj->len && mj->data[0] == '{') {
+		/* a "dir:" layout: manifest.json is one registry manifest, blobs by hex */
+		shl_json *d = NULL;
+		const char *names[1];
+		uint8_t sha[32];
+		char digest[72];
+		shl_sha256_buf(mj->data, mj->len, sha);
+		shl_digest_str(sha, digest);
+		if ((rc = shl_json_parse(&d, mj->data, mj->len, SHL_MANIFEST_CAP, "manifest.json")))
+			return rc;
+		rc = shl_json_set_str(d, "digest", digest);
+		/* the bytes are not in a blob of their own: register them as one */
+		if (!rc && !shl_load__find_blob(L, digest)) {
+			free(mj->name);
+			mj->name = strdup(digest + 7);
+			snprintf(mj->digest, sizeof(mj->digest), "%s", digest);
+			if (!mj->name)
+				rc = shl_err(SHL_ENOMEM, "out of memory");
+		}
+		names[0] = L->o->tag;
+		if (!rc)
+			rc = load_manifest(L, d, names, L->o->tag ? 1 : 0, NULL);
+		shl_json_put(d);
+		return rc;
+	}
 	if (mj)
 		return load_docker(L, mj);
 	return shl_err(SHL_EFORMAT, "not a docker or OCI image archive (no index.json or manifest.json)");

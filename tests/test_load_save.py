@@ -145,6 +145,10 @@ def run(work):
     arch["podman-oci"] = os.path.join(work, "po.tar")
     sh(*pod, "save", "--format", "oci-archive", "-o", arch["podman-oci"], "localhost/multi:1")
     del small_id
+    arch["podman-docker-dir"] = os.path.join(work, "pdd")
+    sh(*pod, "save", "--format", "docker-dir", "-o", arch["podman-docker-dir"], "localhost/multi:1")
+    arch["podman-oci-dir"] = os.path.join(work, "pod")
+    sh(*pod, "save", "--format", "oci-dir", "-o", arch["podman-oci-dir"], "localhost/multi:1")
 
     for kind, path in arch.items():
         root = os.path.join(work, "st-" + kind)
