@@ -50,5 +50,6 @@ int cmd_squash(int argc, char **argv);
 int cmd_mount(int argc, char **argv);
 int cmd_umount(int argc, char **argv);
 int cmd_mounts(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 
 #endif

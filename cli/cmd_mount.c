@@ -17,7 +17,7 @@ int cmd_mount(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	shl_image_mount_opts o = { 0, NULL };
+	shl_image_mount_opts o = { 0, NULL, 0 };
 	shl_store *s;
 	int c, rc;
 

@@ -41,6 +41,7 @@ static const struct {
 	{ "mount", cmd_mount, "mount an image (shared EROFS layers under overlayfs)" },
 	{ "umount", cmd_umount, "unmount an image mounted by shale" },
 	{ "mounts", cmd_mounts, "list mounted images" },
+	{ "run", cmd_run, "run a command in an image (namespaces, throwaway upper)" },
 };
 
 static void usage(FILE *f)

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -152,6 +153,10 @@ static void sweep(const struct rt *r)
 			continue;
 		}
 		dir = shl_json_get_str(st, "dir");
+		int64_t pid = 0;
+		shl_json_get_int(st, "pid", &pid);
+		if (dir && pid > 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH && shl_is_mountpoint(dir))
+			umount2(dir, MNT_DETACH); /* its owner (shale run) died */
 		if (!dir || !shl_is_mountpoint(dir))
 			release(r, p, st);
 		shl_json_put(st);
@@ -235,6 +240,8 @@ int shl_image_mount(shl_store *s, const char *ref, const char *dir_in, const shl
 		rc = shl_json_push(ls, shl_json_new_string(lc.hex[i]));
 	if (rc || (rc = shl_json_set_str(st, "dir", dir)) || (rc = shl_json_set_str(st, "image", ref)) ||
 	    (rc = shl_json_set(st, "layers", shl_json_ref(ls))))
+		goto out;
+	if (o && o->owner_pid > 0 && (rc = shl_json_set_int(st, "pid", o->owner_pid)))
 		goto out;
 	if (o && o->rw && !o->upper) {
 		snprintf(tmpfs, sizeof(tmpfs), "%s/%.32s.upper", r.mounts, strrchr(statefile, '/') + 1);

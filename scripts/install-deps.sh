@@ -8,7 +8,7 @@ pkgs=(
   libarchive-dev libjson-c-dev liblmdb-dev libxxhash-dev libssl-dev libzstd-dev zlib1g-dev
   libisal-dev libext2fs-dev libcurl4-openssl-dev libmicrohttpd-dev
   # test peers and tools
-  python3 erofs-utils e2fsprogs zstd xz-utils tar util-linux cppcheck
+  python3 erofs-utils e2fsprogs zstd xz-utils tar util-linux cppcheck busybox-static file procps
   skopeo umoci podman docker-registry
 )
 missing=()

@@ -48,6 +48,7 @@ int shl_is_mountpoint(const char *path);
 typedef struct shl_image_mount_opts {
 	int rw;
 	const char *upper;
+	int owner_pid;     /* if set: the mount is released once that process is gone */
 } shl_image_mount_opts;
 
 int shl_image_mount(shl_store *s, const char *ref, const char *dir, const shl_image_mount_opts *o);
