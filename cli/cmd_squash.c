@@ -46,6 +46,7 @@ int cmd_squash(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "output", required_argument, NULL, 'o' },
 		{ "format", required_argument, NULL, 'f' },
+		{ "size", required_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -59,10 +60,26 @@ int cmd_squash(int argc, char **argv)
 		switch (c) {
 		case 'o': out = optarg; break;
 		case 'f':
-			if (strcmp(optarg, "erofs"))
-				return cli_usage("squash", "--format %s: only erofs is implemented so far", optarg);
+			if (!strcmp(optarg, "erofs"))
+				o.format = SHL_SQUASH_EROFS;
+			else if (!strcmp(optarg, "ext4"))
+				o.format = SHL_SQUASH_EXT4;
+			else
+				return cli_usage("squash", "--format %s: want erofs or ext4 (tar is not implemented yet)", optarg);
 			break;
-		case 'h': puts("usage: shale squash IMAGE -o FILE [--format erofs]"); return 0;
+		case 's': {
+			char *end;
+			unsigned long long v = strtoull(optarg, &end, 10);
+			if (*end == 'M' || *end == 'm')
+				v <<= 20, end++;
+			else if (*end == 'G' || *end == 'g')
+				v <<= 30, end++;
+			if (*end || !v)
+				return cli_usage("squash", "--size: bad size '%s'", optarg);
+			o.size = v;
+			break;
+		}
+		case 'h': puts("usage: shale squash IMAGE -o FILE [--format erofs|ext4] [--size N[M|G]]"); return 0;
 		default: return cli_usage("squash", "bad option");
 		}
 	}

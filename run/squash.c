@@ -23,7 +23,7 @@ int shl_squash(const shl_squash_layer *layers, size_t n, const shl_squash_opts *
 
 	if (!o || o->version != SHL_SQUASH_OPTS_VERSION || n == 0)
 		return shl_err(SHL_EINVAL, "squash: bad options");
-	if (o->format != SHL_SQUASH_EROFS)
+	if (o->format != SHL_SQUASH_EROFS && o->format != SHL_SQUASH_EXT4)
 		return shl_err(SHL_EUNSUPPORTED, "squash: format %d not implemented yet", o->format);
 	if ((rc = shl_squash__merge(layers, n, &t)))
 		return rc;
@@ -40,6 +40,10 @@ int shl_squash(const shl_squash_layer *layers, size_t n, const shl_squash_opts *
 			rc = shl_err_sys(SHL_EIO, "squash: open %s", layers[i].tar_path);
 			goto out;
 		}
+	}
+	if (o->format == SHL_SQUASH_EXT4) {
+		rc = shl_squash__ext4(t, fds, (uint32_t)n, o->size, out_fd);
+		goto out;
 	}
 	memset(&wo, 0, sizeof(wo));
 	wo.mode = SHL_EROFS_FULL;

@@ -1,0 +1,346 @@
+/*
+ * run/squash_ext4.c - write a merged file tree as an ext4 image through
+ * libext2fs (the only file that includes <ext2fs/ext2fs.h>): extents, 256-byte
+ * inodes with nanosecond times, a journal, xattrs (POSIX ACLs are converted
+ * to ext4's on-disk form by libext2fs), hardlinks, devices, symlinks.
+ * File data is copied from the layer tars. The image is sized from the tree
+ * with headroom unless a size is given.
+ */
+#include <errno.h>
+#include <ext2fs/ext2fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "run/squash_int.h"
+#include "util/err.h"
+
+#define BLK 4096u
+
+struct ectx {
+	ext2_filsys fs;
+	shl_fstree *t;
+	const int *fds;
+	uint32_t nsrc;
+	char *buf;
+};
+
+static int e2err(errcode_t e, const char *what)
+{
+	if (e == EXT2_ET_BLOCK_ALLOC_FAIL || e == EXT2_ET_INODE_ALLOC_FAIL || e == EXT2_ET_DIR_NO_SPACE)
+		return shl_err(SHL_ENOSPC, "ext4: %s: %s (image too small; give a larger --size)", what,
+			       error_message(e));
+	return shl_err(SHL_EIO, "ext4: %s: %s", what, error_message(e));
+}
+
+static uint8_t ftype(uint32_t mode)
+{
+	switch (mode & S_IFMT) {
+	case S_IFREG: return EXT2_FT_REG_FILE;
+	case S_IFDIR: return EXT2_FT_DIR;
+	case S_IFLNK: return EXT2_FT_SYMLINK;
+	case S_IFCHR: return EXT2_FT_CHRDEV;
+	case S_IFBLK: return EXT2_FT_BLKDEV;
+	case S_IFIFO: return EXT2_FT_FIFO;
+	case S_IFSOCK: return EXT2_FT_SOCK;
+	default: return EXT2_FT_UNKNOWN;
+	}
+}
+
+static int link_in(struct ectx *c, ext2_ino_t parent, const char *name, ext2_ino_t ino, uint32_t mode)
+{
+	errcode_t e = ext2fs_link(c->fs, parent, name, ino, ftype(mode));
+
+	if (e == EXT2_ET_DIR_NO_SPACE) {
+		if ((e = ext2fs_expand_dir(c->fs, parent)))
+			return e2err(e, "expand directory");
+		e = ext2fs_link(c->fs, parent, name, ino, ftype(mode));
+	}
+	return e ? e2err(e, name) : 0;
+}
+
+static uint32_t time_extra(int64_t sec, uint32_t nsec)
+{
+	return (nsec << 2) | (uint32_t)(((uint64_t)(sec - (int32_t)sec) >> 32) & 3);
+}
+
+/* Owner, mode, times, link count and xattrs of an existing ext2 inode. */
+static int set_attrs(struct ectx *c, ext2_ino_t ino, const shl_fsinode *in)
+{
+	struct ext2_inode_large li;
+	errcode_t e;
+
+	memset(&li, 0, sizeof(li));
+	if ((e = ext2fs_read_inode_full(c->fs, ino, (struct ext2_inode *)&li, sizeof(li))))
+		return e2err(e, "read inode");
+	li.i_mode = (uint16_t)in->mode;
+	li.i_uid = (uint16_t)in->uid;
+	ext2fs_set_i_uid_high(li, in->uid >> 16);
+	li.i_gid = (uint16_t)in->gid;
+	ext2fs_set_i_gid_high(li, in->gid >> 16);
+	li.i_atime = li.i_mtime = li.i_ctime = (uint32_t)in->mtime;
+	if (li.i_extra_isize >= 24) {
+		li.i_atime_extra = li.i_mtime_extra = li.i_ctime_extra = time_extra(in->mtime, in->mtime_ns);
+	}
+	if (!S_ISDIR(in->mode))
+		li.i_links_count = (uint16_t)(in->nlink > 65000 ? 65000 : in->nlink);
+	if ((e = ext2fs_write_inode_full(c->fs, ino, (struct ext2_inode *)&li, sizeof(li))))
+		return e2err(e, "write inode");
+	if (in->nxattrs) {
+		struct ext2_xattr_handle *h = NULL;
+		if ((e = ext2fs_xattrs_open(c->fs, ino, &h)) || (e = ext2fs_xattrs_read(h)))
+			goto xerr;
+		for (uint32_t i = 0; i < in->nxattrs; i++)
+			if ((e = ext2fs_xattr_set(h, in->xattrs[i].name, in->xattrs[i].value, in->xattrs[i].len)))
+				goto xerr;
+		if ((e = ext2fs_xattrs_close(&h)))
+			return e2err(e, "xattrs");
+		return 0;
+xerr:
+		if (h)
+			ext2fs_xattrs_close(&h);
+		return e2err(e, "xattrs");
+	}
+	return 0;
+}
+
+static int new_inode(struct ectx *c, ext2_ino_t parent, const shl_fsinode *in, ext2_ino_t *out)
+{
+	struct ext2_inode_large li;
+	errcode_t e = ext2fs_new_inode(c->fs, parent, (int)in->mode, 0, out);
+
+	if (e)
+		return e2err(e, "allocate inode");
+	ext2fs_inode_alloc_stats2(c->fs, *out, +1, S_ISDIR(in->mode));
+	memset(&li, 0, sizeof(li));
+	li.i_mode = (uint16_t)in->mode;
+	li.i_links_count = 1;
+	li.i_extra_isize = sizeof(struct ext2_inode_large) - EXT2_GOOD_OLD_INODE_SIZE;
+	if (S_ISREG(in->mode))
+		li.i_flags |= EXT4_EXTENTS_FL;
+	if (S_ISCHR(in->mode) || S_ISBLK(in->mode)) {
+		if (in->rdev_major < 256 && in->rdev_minor < 256) {
+			li.i_block[0] = in->rdev_major * 256 + in->rdev_minor;
+		} else {
+			li.i_block[1] = (in->rdev_minor & 0xff) | (in->rdev_major << 8) |
+					((in->rdev_minor & ~0xffu) << 12);
+		}
+	}
+	if ((e = ext2fs_write_new_inode(c->fs, *out, (struct ext2_inode *)&li)))
+		return e2err(e, "write inode");
+	if (S_ISREG(in->mode)) {
+		/* an empty extent tree */
+		ext2_extent_handle_t eh;
+		if ((e = ext2fs_extent_open2(c->fs, *out, (struct ext2_inode *)&li, &eh)))
+			return e2err(e, "extents");
+		ext2fs_extent_free(eh);
+	}
+	return 0;
+}
+
+static int copy_data(struct ectx *c, ext2_ino_t ino, const shl_fsinode *in)
+{
+	ext2_file_t f;
+	uint64_t off = 0;
+	int fd = c->nsrc ? c->fds[in->src < c->nsrc ? in->src : 0] : -1;
+	errcode_t e;
+	int rc = 0;
+
+	if (!in->size)
+		return 0;
+	if ((e = ext2fs_file_open(c->fs, ino, EXT2_FILE_WRITE, &f)))
+		return e2err(e, "open file");
+	while (off < in->size) {
+		size_t want = in->size - off > (1u << 20) ? (1u << 20) : (size_t)(in->size - off);
+		ssize_t n = pread(fd, c->buf, want, (off_t)(in->data_off + off));
+		unsigned int wrote;
+		if (n <= 0) {
+			rc = n < 0 ? shl_err_sys(SHL_EIO, "read layer data") : shl_err(SHL_EFORMAT, "layer tar too short");
+			break;
+		}
+		if ((e = ext2fs_file_write(f, c->buf, (unsigned int)n, &wrote)) || wrote != (unsigned int)n) {
+			rc = e2err(e ? e : EXT2_ET_SHORT_WRITE, "write file");
+			break;
+		}
+		off += (uint64_t)n;
+	}
+	if ((e = ext2fs_file_close(f)) && !rc)
+		rc = e2err(e, "close file");
+	return rc;
+}
+
+/* Create the children of directory inode `di` (ext2 inode `dino`). */
+static int fill_dir(struct ectx *c, uint32_t di, ext2_ino_t dino, int depth)
+{
+	shl_fsinode *d = shl_fstree_inode(c->t, di);
+	int rc = 0;
+
+	if (depth > 4096)
+		return shl_err(SHL_ELIMIT, "ext4: directories nested too deep");
+	for (uint32_t k = 0; k < d->nchildren && !rc; k++) {
+		const shl_fsdentry *de = shl_fstree_dentry(c->t, d->children[k]);
+		shl_fsinode *in = shl_fstree_inode(c->t, de->inode);
+		ext2_ino_t ino = (ext2_ino_t)in->aux;
+		errcode_t e;
+
+		if (!strcmp(de->name, "lost+found") && dino == EXT2_ROOT_INO && S_ISDIR(in->mode)) {
+			/* keep mke2fs's lost+found, with the image's attributes */
+			if ((e = ext2fs_lookup(c->fs, dino, de->name, (int)de->name_len, NULL, &ino)))
+				return e2err(e, "lost+found");
+			in->aux = ino;
+			if (!(rc = set_attrs(c, ino, in)))
+				rc = fill_dir(c, de->inode, ino, depth + 1);
+			continue;
+		}
+		if (ino) { /* another name of a hardlinked inode */
+			rc = link_in(c, dino, de->name, ino, in->mode);
+			continue;
+		}
+		if (S_ISDIR(in->mode)) {
+			e = ext2fs_mkdir(c->fs, dino, 0, de->name);
+			if (e == EXT2_ET_DIR_NO_SPACE) {
+				if ((e = ext2fs_expand_dir(c->fs, dino)))
+					return e2err(e, "expand directory");
+				e = ext2fs_mkdir(c->fs, dino, 0, de->name);
+			}
+			if (e || (e = ext2fs_lookup(c->fs, dino, de->name, (int)de->name_len, NULL, &ino)))
+				return e2err(e, de->name);
+			in->aux = ino;
+			if (!(rc = set_attrs(c, ino, in)))
+				rc = fill_dir(c, de->inode, ino, depth + 1);
+		} else if (S_ISLNK(in->mode)) {
+			e = ext2fs_symlink(c->fs, dino, 0, de->name, in->symlink);
+			if (e == EXT2_ET_DIR_NO_SPACE) {
+				if ((e = ext2fs_expand_dir(c->fs, dino)))
+					return e2err(e, "expand directory");
+				e = ext2fs_symlink(c->fs, dino, 0, de->name, in->symlink);
+			}
+			if (e || (e = ext2fs_lookup(c->fs, dino, de->name, (int)de->name_len, NULL, &ino)))
+				return e2err(e, de->name);
+			in->aux = ino;
+			rc = set_attrs(c, ino, in);
+		} else {
+			if ((rc = new_inode(c, dino, in, &ino)) || (rc = link_in(c, dino, de->name, ino, in->mode)))
+				return rc;
+			in->aux = ino;
+			if (S_ISREG(in->mode) && (rc = copy_data(c, ino, in)))
+				return rc;
+			rc = set_attrs(c, ino, in);
+		}
+	}
+	return rc;
+}
+
+static uint64_t auto_size(shl_fstree *t, uint64_t *inodes)
+{
+	uint64_t bytes = 0, n = 0;
+
+	for (uint32_t i = 0; i < shl_fstree_ninodes(t); i++) {
+		const shl_fsinode *in = shl_fstree_inode(t, i);
+		if (!in->nlink)
+			continue;
+		n++;
+		if (S_ISREG(in->mode) || S_ISLNK(in->mode))
+			bytes += (in->size + BLK - 1) / BLK * BLK + (in->size > 48 * BLK ? BLK : 0);
+		else if (S_ISDIR(in->mode))
+			bytes += (uint64_t)(in->nchildren / 64 + 1) * BLK;
+		if (in->nxattrs)
+			bytes += BLK;
+	}
+	*inodes = n;
+	/* metadata (inode tables at 256 B, bitmaps, journal) + 25 % headroom */
+	bytes += n * 256 + (64u << 20);
+	bytes += bytes / 4;
+	return (bytes + (1u << 20) - 1) / (1u << 20) * (1u << 20);
+}
+
+int shl_squash__ext4(shl_fstree *t, const int *fds, uint32_t nsrc, uint64_t size, int out_fd)
+{
+	struct ext2_super_block param;
+	struct ectx c = { NULL, t, fds, nsrc, NULL };
+	char name[64];
+	uint64_t inodes = 0, autosz = auto_size(t, &inodes);
+	errcode_t e;
+	ext2_ino_t lf;
+	int rc = 0;
+
+	if (!size)
+		size = autosz;
+	if (size < (8u << 20))
+		size = 8u << 20;
+	if (ftruncate(out_fd, 0) != 0 || ftruncate(out_fd, (off_t)size) != 0)
+		return shl_err_sys(SHL_EIO, "ext4: size the image");
+	snprintf(name, sizeof(name), "/proc/self/fd/%d", out_fd);
+	memset(&param, 0, sizeof(param));
+	ext2fs_blocks_count_set(&param, size / BLK);
+	param.s_log_block_size = 2; /* 4 KiB */
+	param.s_rev_level = EXT2_DYNAMIC_REV;
+	param.s_inode_size = 256;
+	param.s_inodes_count = (uint32_t)((inodes + 1024) * 5 / 4);
+	ext2fs_set_feature_filetype(&param);
+	ext2fs_set_feature_extents(&param);
+	ext2fs_set_feature_sparse_super(&param);
+	ext2fs_set_feature_large_file(&param);
+	ext2fs_set_feature_huge_file(&param);
+	ext2fs_set_feature_dir_nlink(&param);
+	ext2fs_set_feature_extra_isize(&param);
+	ext2fs_set_feature_xattr(&param);
+	ext2fs_set_feature_64bit(&param);
+	param.s_min_extra_isize = param.s_want_extra_isize = sizeof(struct ext2_inode_large) - EXT2_GOOD_OLD_INODE_SIZE;
+	initialize_ext2_error_table();
+	if ((e = ext2fs_initialize(name, EXT2_FLAG_RW | EXT2_FLAG_64BITS, &param, unix_io_manager, &c.fs)))
+		return e2err(e, "initialize");
+	c.buf = malloc(1u << 20);
+	if (!c.buf) {
+		rc = shl_err(SHL_ENOMEM, "out of memory");
+		goto out;
+	}
+	if ((e = ext2fs_allocate_tables(c.fs))) {
+		rc = e2err(e, "allocate tables");
+		goto out;
+	}
+	/* what mke2fs creates before any file: root, reserved inodes, lost+found */
+	if ((e = ext2fs_mkdir(c.fs, EXT2_ROOT_INO, EXT2_ROOT_INO, 0))) {
+		rc = e2err(e, "root directory");
+		goto out;
+	}
+	for (ext2_ino_t i = EXT2_ROOT_INO + 1; i < EXT2_FIRST_INODE(c.fs->super); i++)
+		ext2fs_inode_alloc_stats2(c.fs, i, +1, 0);
+	ext2fs_mark_inode_bitmap2(c.fs->inode_map, EXT2_BAD_INO);
+	ext2fs_inode_alloc_stats2(c.fs, EXT2_BAD_INO, +1, 0);
+	if ((e = ext2fs_update_bb_inode(c.fs, NULL)) || (e = ext2fs_mkdir(c.fs, EXT2_ROOT_INO, 0, "lost+found")) ||
+	    (e = ext2fs_lookup(c.fs, EXT2_ROOT_INO, "lost+found", 10, NULL, &lf))) {
+		rc = e2err(e, "lost+found");
+		goto out;
+	}
+	for (int i = 0; i < 3; i++) /* room for e2fsck, as mke2fs leaves it */
+		if ((e = ext2fs_expand_dir(c.fs, lf))) {
+			rc = e2err(e, "lost+found");
+			goto out;
+		}
+	{
+		struct ext2fs_journal_params jp;
+		if ((e = ext2fs_get_journal_params(&jp, c.fs)) ||
+		    (e = ext2fs_add_journal_inode3(c.fs, &jp, ~0ULL, 0))) {
+			rc = e2err(e, "journal");
+			goto out;
+		}
+	}
+	for (uint32_t i = 0; i < shl_fstree_ninodes(t); i++)
+		shl_fstree_inode(t, i)->aux = 0;
+	shl_fstree_inode(t, shl_fstree_root(t))->aux = EXT2_ROOT_INO;
+	if ((rc = set_attrs(&c, EXT2_ROOT_INO, shl_fstree_inode(t, shl_fstree_root(t)))) ||
+	    (rc = fill_dir(&c, shl_fstree_root(t), EXT2_ROOT_INO, 0)))
+		goto out;
+out:
+	free(c.buf);
+	if (c.fs) {
+		if (rc)
+			ext2fs_free(c.fs);
+		else if ((e = ext2fs_close_free(&c.fs)))
+			rc = e2err(e, "write the image");
+	}
+	return rc;
+}
