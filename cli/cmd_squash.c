@@ -64,8 +64,10 @@ int cmd_squash(int argc, char **argv)
 				o.format = SHL_SQUASH_EROFS;
 			else if (!strcmp(optarg, "ext4"))
 				o.format = SHL_SQUASH_EXT4;
+			else if (!strcmp(optarg, "tar"))
+				o.format = SHL_SQUASH_TAR;
 			else
-				return cli_usage("squash", "--format %s: want erofs or ext4 (tar is not implemented yet)", optarg);
+				return cli_usage("squash", "--format %s: want erofs, ext4 or tar", optarg);
 			break;
 		case 's': {
 			char *end;
@@ -79,7 +81,7 @@ int cmd_squash(int argc, char **argv)
 			o.size = v;
 			break;
 		}
-		case 'h': puts("usage: shale squash IMAGE -o FILE [--format erofs|ext4] [--size N[M|G]]"); return 0;
+		case 'h': puts("usage: shale squash IMAGE -o FILE [--format erofs|ext4|tar] [--size N[M|G]]"); return 0;
 		default: return cli_usage("squash", "bad option");
 		}
 	}

@@ -1,7 +1,7 @@
 /*
  * run/squash.c - `squash`: merge layers (squash_merge.c) and write the result
  * as a full-mode EROFS image (store/erofs_write.c, data copied from the
- * layer tars). Other formats are written by their own modules.
+ * layer tars), ext4 (squash_ext4.c) or a flat tar (squash_tar.c).
  */
 #include <fcntl.h>
 #include <stdlib.h>
@@ -23,8 +23,8 @@ int shl_squash(const shl_squash_layer *layers, size_t n, const shl_squash_opts *
 
 	if (!o || o->version != SHL_SQUASH_OPTS_VERSION || n == 0)
 		return shl_err(SHL_EINVAL, "squash: bad options");
-	if (o->format != SHL_SQUASH_EROFS && o->format != SHL_SQUASH_EXT4)
-		return shl_err(SHL_EUNSUPPORTED, "squash: format %d not implemented yet", o->format);
+	if (o->format != SHL_SQUASH_EROFS && o->format != SHL_SQUASH_EXT4 && o->format != SHL_SQUASH_TAR)
+		return shl_err(SHL_EINVAL, "squash: unknown format %d", o->format);
 	if ((rc = shl_squash__merge(layers, n, &t)))
 		return rc;
 	fds = malloc(n * sizeof(*fds));
@@ -43,6 +43,10 @@ int shl_squash(const shl_squash_layer *layers, size_t n, const shl_squash_opts *
 	}
 	if (o->format == SHL_SQUASH_EXT4) {
 		rc = shl_squash__ext4(t, fds, (uint32_t)n, o->size, out_fd);
+		goto out;
+	}
+	if (o->format == SHL_SQUASH_TAR) {
+		rc = shl_squash__tar(t, fds, (uint32_t)n, out_fd);
 		goto out;
 	}
 	memset(&wo, 0, sizeof(wo));

@@ -14,4 +14,7 @@ int shl_squash__merge(const shl_squash_layer *layers, size_t n, shl_fstree **out
 /* Write the merged tree as ext4 into out_fd (size 0: automatic). */
 int shl_squash__ext4(shl_fstree *t, const int *fds, uint32_t nsrc, uint64_t size, int out_fd);
 
+/* Write the merged tree as one flat tar into out_fd. */
+int shl_squash__tar(shl_fstree *t, const int *fds, uint32_t nsrc, int out_fd);
+
 #endif
