@@ -23,7 +23,8 @@ int cli_fail(const char *ctx);
 /* Print "shale: <fmt...>" and the command's usage hint; returns 2. */
 int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* JSON output helpers (strings are escaped; invalid UTF-8 bytes as \u00XX). */
+/* JSON output helpers (strings are escaped; bytes that are not UTF-8 become
+ * \udcXX, the surrogateescape convention, so file names round-trip). */
 void json_str(FILE *f, const char *s);
 void json_strn(FILE *f, const char *s, size_t n);
 

@@ -106,7 +106,9 @@ void json_strn(FILE *f, const char *s, size_t n)
 				fwrite(s + i, 1, len, f);
 				i += len - 1;
 			} else {
-				fprintf(f, "\\u%04x", c);
+				/* not UTF-8: the byte as a lone surrogate U+DC80..U+DCFF
+				 * (Python's surrogateescape), so names round-trip */
+				fprintf(f, "\\u%04x", 0xdc00 | c);
 			}
 		}
 	}

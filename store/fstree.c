@@ -605,6 +605,10 @@ int shl_fstree_add_xattr(shl_fstree *t, uint32_t ino, const char *name,
 	if (ino >= t->ni)
 		return shl_err(SHL_EINVAL, "xattr on a bad inode");
 	in = &t->in[ino];
+	/* Linux allows user.* only on regular files and directories; extraction
+	 * drops them elsewhere, and a kernel mount could list but not read them */
+	if (!strncmp(name, "user.", 5) && !S_ISREG(in->mode) && !S_ISDIR(in->mode))
+		return 0;
 	if (!strcmp(name, "system.posix_acl_access") || !strcmp(name, "system.posix_acl_default")) {
 		ok = 1;
 	} else {

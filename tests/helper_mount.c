@@ -36,6 +36,7 @@
 
 static const char *cmd_name = "helper_mount";
 
+__attribute__((format(printf, 2, 3)))
 static int fail(int err, const char *fmt, ...)
 {
 	char msg[1024];
@@ -190,7 +191,8 @@ static int mount_overlay(const char *mnt, char **lowers, int n)
 			int err = errno;
 
 			fsctx_log(fsfd);
-			rc = fail(err, "fsconfig lowerdir+ %s (needs Linux >= 6.8)", lowers[i]);
+			rc = fail(err, "fsconfig lowerdir+ %s%s", lowers[i],
+				  err == EINVAL ? " (lowerdir+ needs Linux >= 6.8)" : "");
 			goto out;
 		}
 	}

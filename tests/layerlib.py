@@ -79,6 +79,13 @@ def model(tar_path):
                     xattrs[k] = raw.encode("utf-8", "surrogateescape")
                 except UnicodeEncodeError:
                     xattrs[k] = raw.encode("latin-1")
+            for k, v in ti.pax_headers.items():  # libarchive's form: url-encoded name, base64 value
+                if k.startswith("LIBARCHIVE.xattr."):
+                    import base64
+                    import urllib.parse
+                    xattrs[urllib.parse.unquote(k[len("LIBARCHIVE.xattr."):])] = base64.b64decode(v + "==")
+            if not (ti.isreg() or ti.isdir()):  # Linux: user.* only on files and dirs
+                xattrs = {k: v for k, v in xattrs.items() if not k.startswith("user.")}
             if p == "":
                 ents[""].update(mode=ti.mode & 0o7777, uid=ti.uid, gid=ti.gid, mtime=mtime_ns(ti), xattrs=xattrs)
                 continue
