@@ -118,7 +118,7 @@ def run(work):
         sh("umoci", "raw", "add-layer", "--image", oci + ":multi", os.path.join(fx, t + ".tar"))
     sh("umoci", "new", "--image", oci + ":small")
     sh("umoci", "raw", "add-layer", "--image", oci + ":small", os.path.join(fx, "lower.tar"))
-    sh("umoci", "raw", "add-layer", "--image", oci + ":small", os.path.join(fx, "kinds.tar"))
+    sh("umoci", "raw", "add-layer", "--image", oci + ":small", os.path.join(fx, "names_pax.tar"))
     sh("skopeo", "copy", "oci:" + oci + ":small", "oci:" + os.path.join(work, "small-only") + ":small")
     src_multi = source_ids("oci:" + oci + ":multi")
     src_small = source_ids("oci:" + oci + ":small")
