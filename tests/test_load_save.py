@@ -95,7 +95,9 @@ def main():
     for tool in ("skopeo", "umoci", "podman"):
         if not shutil.which(tool):
             L.skip(f"{tool} not installed")
-    work = tempfile.mkdtemp(prefix="shl-loadsave-")
+    # podman derives image names from the path it pulls from: keep it to [a-z0-9-]
+    work = "/tmp/shl-loadsave-%d-%d" % (os.getpid(), int.from_bytes(os.urandom(4), "little"))
+    os.makedirs(work)
     try:
         run(work)
     finally:
