@@ -423,8 +423,8 @@ int shl_fstree_add(shl_fstree *t, const char *path, const shl_fsattr *a, uint32_
 		}
 		if (strncmp(name, ".wh..wh.", 8) == 0)
 			goto out; /* aufs metadata (.wh..wh.plnk, .wh..wh.aufs): ignored as docker does */
-		if (name[4] == '\0') {
-			rc = shl_err(SHL_EFORMAT, "tar entry '%s': whiteout with an empty name", path);
+		if (name[4] == '\0' || !strcmp(name + 4, ".") || !strcmp(name + 4, "..")) {
+			rc = shl_err(SHL_EFORMAT, "tar entry '%s': whiteout of '%s' is not a valid name", path, name + 4);
 			goto out;
 		}
 		name += 4;
