@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Quick start: install dependencies, build shale, convert the bundled fixture
-# layer (gzip) into an EROFS index + its tar, and list the image's tree.
+# Quick start: install the Debian packages, build shale, convert the bundled
+# fixture layer (fixtures/layer.tar.gz, gzip) into an EROFS index image + its
+# uncompressed tar, and list the image's tree with shale's own reader.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
+bash scripts/install-deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$(nproc)" --target shale >/dev/null
 out=$(mktemp -d)
