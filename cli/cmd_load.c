@@ -1,10 +1,13 @@
 /*
  * cli/cmd_load.c - `shale load [-i FILE|DIR] [--platform P] [--all-platforms]
  * [--tag REF]`: import a docker-archive or OCI archive/layout (stdin if no
- * --input), printing "Loaded image: name:tag" per image like docker.
+ * --input), printing "Loaded image: name:tag" per image like docker
+ * ("Loaded image ID: sha256:..." for an image without a name), progress
+ * lines on stderr when it is a terminal, JSON lines with --json.
  */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -12,10 +15,20 @@
 #include "shale/load.h"
 
 static const char usage_text[] =
-	"usage: shale load [-i|--input FILE|DIR] [--platform OS/ARCH[/VARIANT]] [--all-platforms] [--tag REF] [-q]\n"
+	"usage: shale load [-i|--input FILE|DIR] [--platform OS/ARCH[/VARIANT]] [--all-platforms]\n"
+	"                  [--tag REF] [-q] [--json]\n"
 	"\n"
-	"Load images from a docker-archive or OCI archive/layout (auto-detected; the archive\n"
-	"may be gzip/zstd/xz-compressed) from FILE, an OCI layout DIR, or stdin.\n";
+	"Load images from a docker-archive (legacy or Docker >= 25) or an OCI archive/layout\n"
+	"(auto-detected; the archive may be gzip/zstd/xz/bzip2-compressed) from FILE, an OCI\n"
+	"layout DIR, or stdin (streamed). Layers the store has are not stored again.\n"
+	"\n"
+	"  -i, --input FILE|DIR   archive file or OCI layout directory (default or \"-\": stdin)\n"
+	"  --platform P           platform to pick from multi-platform images (default: host)\n"
+	"  --all-platforms        load every platform (the name goes to the --platform/host one)\n"
+	"  --tag REF              name for the archive's untagged image (error if it has several)\n"
+	"  -q, --quiet            print only the names (or IDs) loaded\n"
+	"  --json                 one JSON object per loaded image\n"
+	"  --threads N            parallel layer conversions from a file (1-2, default 2)\n";
 
 struct out_ctx {
 	int json, quiet, tty;
@@ -52,6 +65,7 @@ int cmd_load(int argc, char **argv)
 		{ "tag", required_argument, NULL, 't' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "threads", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -68,12 +82,22 @@ int cmd_load(int argc, char **argv)
 		case 't': o.tag = optarg; break;
 		case 'q': oc.quiet = 1; break;
 		case 'j': oc.json = 1; break;
+		case 'T': {
+			char *end;
+			long n = strtol(optarg, &end, 10);
+			if (*end || n < 1 || n > 2)
+				return cli_usage("load", "--threads wants 1 or 2");
+			o.threads = (int)n;
+			break;
+		}
 		case 'h': fputs(usage_text, stdout); return 0;
 		default: return cli_usage("load", "bad option");
 		}
 	}
 	if (optind != argc)
 		return cli_usage("load", "unexpected argument '%s'", argv[optind]);
+	if (o.input && !strcmp(o.input, "-"))
+		o.input = NULL;
 	if (!o.input && isatty(0))
 		return cli_usage("load", "requested load from stdin, but stdin is a terminal; use --input");
 	if (shl_store_open(&s, cli_g.root) != 0)

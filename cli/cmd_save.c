@@ -1,7 +1,9 @@
 /*
  * cli/cmd_save.c - `shale save [-o FILE] [--format docker|oci]
- * [--exclude-layers FILE] REF...`: write images as one archive to FILE
- * (atomically: temp file + rename, nothing left on error) or to stdout.
+ * [--compress none|gzip|zstd] [--exclude-layers FILE] REF...`: write images
+ * as one archive to FILE (atomically: a temp file in the same directory +
+ * rename, nothing left behind on error or interruption) or to stdout (never a
+ * terminal).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,12 +19,15 @@
 #include "shale/save.h"
 
 static const char usage_text[] =
-	"usage: shale save [-o|--output FILE] [--format docker|oci] [--exclude-layers FILE] IMAGE...\n"
+	"usage: shale save [-o|--output FILE] [--format docker|oci] [--compress none|gzip|zstd]\n"
+	"                  [--exclude-layers FILE] IMAGE...\n"
 	"\n"
-	"Save images to an archive (stdout if no --output). The default format is the OCI\n"
-	"layout plus docker's manifest.json, which docker, podman, skopeo and containerd load.\n"
-	"--exclude-layers FILE omits the layers listed in FILE (diff_ids; e.g. what the target\n"
-	"store already has): `shale load` on the target completes the images from its store.\n";
+	"Save images to one archive (stdout if no --output). The default format is the OCI\n"
+	"layout plus docker's manifest.json and repositories, which docker, podman, skopeo and\n"
+	"containerd load; --format oci writes a pure OCI archive. Layers are the stored tars,\n"
+	"bit-exact, unless --compress gzip|zstd. --exclude-layers FILE omits the layers listed\n"
+	"in FILE (diff_ids one per line, or `shale df --layers --json` of the target store):\n"
+	"`shale load` on the target completes the images from its store.\n";
 
 int cmd_save(int argc, char **argv)
 {
@@ -39,6 +44,7 @@ int cmd_save(int argc, char **argv)
 	char tmp[4200] = "";
 	shl_store *s = NULL;
 	int c, fd = 1, rc = 1;
+	mode_t mask = 022;
 
 	while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
 		switch (c) {
@@ -60,7 +66,7 @@ int cmd_save(int argc, char **argv)
 			else if (!strcmp(optarg, "zstd"))
 				o.compress = SHL_SAVE_COMPRESS_ZSTD;
 			else
-				return cli_usage("save", "--compress: want none, gzip or zstd");
+				return cli_usage("save", "--compress: want none, gzip or zstd, not '%s'", optarg);
 			break;
 		case 'h': fputs(usage_text, stdout); return 0;
 		default: return cli_usage("save", "bad option");
@@ -74,6 +80,8 @@ int cmd_save(int argc, char **argv)
 		return cli_fail(NULL);
 	if (out) {
 		char d[4200], b[4200];
+		mask = umask(0);
+		umask(mask);
 		snprintf(d, sizeof(d), "%s", out);
 		snprintf(b, sizeof(b), "%s", out);
 		snprintf(tmp, sizeof(tmp), "%s/.%s.tmp.XXXXXX", dirname(d), basename(b));
@@ -88,8 +96,9 @@ int cmd_save(int argc, char **argv)
 		cli_fail(NULL);
 		goto done;
 	}
-	/* atomic (temp + rename), not fsync'd: an export is as durable as a cp */
-	if (out && (fchmod(fd, 0644) != 0 || rename(tmp, out) != 0)) {
+	/* atomic (temp + rename), not fsync'd: an export is as durable as a cp;
+	 * mkstemp made it 0600, give it the mode a plain create would have */
+	if (out && (fchmod(fd, 0666 & ~mask) != 0 || rename(tmp, out) != 0)) {
 		fprintf(stderr, "shale: error: write %s: %s\n", out, strerror(errno));
 		goto done;
 	}

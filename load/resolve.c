@@ -2,18 +2,22 @@
  * load/resolve.c - from the archive's index.json (OCI layout, Docker >= 25)
  * or manifest.json (docker-archive) to images: manifests and configs are
  * verified, layers are matched to config.rootfs.diff_ids, names come from
- * io.containerd.image.name / org.opencontainers.image.ref.name / RepoTags,
- * and everything goes into the loader's batch. A docker-archive image gets a
- * synthesized OCI manifest over its uncompressed layers around the verbatim
- * config, so the image ID is unchanged.
+ * io.containerd.image.name / org.opencontainers.image.ref.name / RepoTags /
+ * --tag (load/names.c), and everything goes into the loader's batch. A
+ * docker-archive image gets a synthesized OCI manifest over its uncompressed
+ * layers around the verbatim config, so the image ID is unchanged.
+ *
+ * Run twice for a seekable input: the planning pass only marks the layers
+ * images need (ITEM_PENDING -> need) and fails early on anything missing;
+ * after they are converted the real pass checks diff_ids and fills the batch.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/utsname.h>
 #include <time.h>
 
 #include "load/load_int.h"
+#include "load/names.h"
 #include "shale/ref.h"
 #include "util/err.h"
 #include "util/hash.h"
@@ -24,7 +28,22 @@
 #define MT_OCI_LAYER "application/vnd.oci.image.layer.v1.tar"
 #define MT_DOCKER_LIST "application/vnd.docker.distribution.manifest.list.v2+json"
 #define MT_DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
-#define MAX_INDEX_DEPTH 4
+#define MT_DOCKER_CONFIG "application/vnd.docker.container.image.v1+json"
+
+static const char *const layer_types[] = {
+	"application/vnd.oci.image.layer.v1.tar",
+	"application/vnd.oci.image.layer.v1.tar+gzip",
+	"application/vnd.oci.image.layer.v1.tar+zstd",
+	"application/vnd.oci.image.layer.nondistributable.v1.tar",
+	"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+	"application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+	"application/vnd.docker.image.rootfs.diff.tar",
+	"application/vnd.docker.image.rootfs.diff.tar.gzip",
+	"application/vnd.docker.image.rootfs.diff.tar.zstd",
+	"application/vnd.docker.image.rootfs.foreign.diff.tar",
+	"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+	NULL,
+};
 
 struct layer_desc {
 	char digest[72];
@@ -34,18 +53,26 @@ struct layer_desc {
 
 /* ---- helpers ---------------------------------------------------------------- */
 
-static struct item *follow(struct loader *L, const char *name)
+static int is_index_type(const char *mt)
 {
-	struct item *it = shl_load__find(L, name);
-
-	for (int hops = 0; it && it->kind == ITEM_LINK && hops < 16; hops++)
-		it = shl_load__find(L, it->target);
-	return it && it->kind != ITEM_LINK ? it : NULL;
+	return mt && (!strcmp(mt, MT_OCI_INDEX) || !strcmp(mt, MT_DOCKER_LIST));
 }
 
-static int meta_json(struct loader *L, struct item *it, const char *what, size_t cap, shl_json **out)
+static int is_manifest_type(const char *mt)
 {
-	(void)L;
+	return mt && (!strcmp(mt, MT_OCI_MANIFEST) || !strcmp(mt, MT_DOCKER_MANIFEST));
+}
+
+static int known_layer_type(const char *mt)
+{
+	for (size_t i = 0; layer_types[i]; i++)
+		if (!strcmp(mt, layer_types[i]))
+			return 1;
+	return 0;
+}
+
+static int meta_json(struct item *it, const char *what, size_t cap, shl_json **out)
+{
 	if (!it)
 		return shl_err(SHL_ENOTFOUND, "%s is missing from the archive", what);
 	if (it->kind != ITEM_META)
@@ -53,90 +80,29 @@ static int meta_json(struct loader *L, struct item *it, const char *what, size_t
 	return shl_json_parse(out, it->data, it->len, cap, what);
 }
 
-static void host_platform(char os[32], char arch[32], char variant[32])
-{
-	struct utsname u;
-
-	snprintf(os, 32, "linux");
-	variant[0] = '\0';
-	if (uname(&u) != 0 || !strcmp(u.machine, "x86_64"))
-		snprintf(arch, 32, "amd64");
-	else if (!strcmp(u.machine, "aarch64"))
-		snprintf(arch, 32, "arm64");
-	else if (!strncmp(u.machine, "armv7", 5))
-		snprintf(arch, 32, "arm"), snprintf(variant, 32, "v7");
-	else
-		snprintf(arch, 32, "%.31s", u.machine);
-}
-
-static int want_platform(struct loader *L, char os[32], char arch[32], char variant[32])
-{
-	const char *p = L->o->platform;
-	char buf[100];
-	char *a, *v;
-
-	if (!p || !*p) {
-		host_platform(os, arch, variant);
-		return 0;
-	}
-	snprintf(buf, sizeof(buf), "%s", p);
-	a = strchr(buf, '/');
-	if (!a || !a[1])
-		return shl_err(SHL_EINVAL, "bad platform '%s': want os/arch[/variant]", p);
-	*a++ = '\0';
-	v = strchr(a, '/');
-	if (v)
-		*v++ = '\0';
-	snprintf(os, 32, "%.31s", buf);
-	snprintf(arch, 32, "%.31s", !strcmp(a, "x86_64") ? "amd64" : !strcmp(a, "aarch64") ? "arm64" : a);
-	snprintf(variant, 32, "%.31s", v ? v : "");
-	return 0;
-}
-
-static int platform_matches(shl_json *plat, const char *os, const char *arch, const char *variant)
-{
-	const char *po = shl_json_get_str(plat, "os"), *pa = shl_json_get_str(plat, "architecture");
-	const char *pv = shl_json_get_str(plat, "variant");
-
-	if (!po || !pa || strcmp(po, os) || strcmp(pa, arch))
-		return 0;
-	if (!*variant)
-		return 1;
-	if (!pv || !*pv)
-		return !strcmp(arch, "arm64") && !strcmp(variant, "v8");
-	return !strcmp(pv, variant);
-}
-
-static int is_attestation(shl_json *desc)
-{
-	const char *t = shl_json_get_str(shl_json_get(desc, "annotations"), "vnd.docker.reference.type");
-	const char *os = shl_json_get_str(shl_json_get(desc, "platform"), "os");
-	return (t && !strcmp(t, "attestation-manifest")) || (os && !strcmp(os, "unknown"));
-}
-
 static int64_t parse_created(const char *s)
 {
 	struct tm tm;
-	char *end;
 
 	if (!s)
 		return 0;
 	memset(&tm, 0, sizeof(tm));
-	end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-	if (!end)
+	if (!strptime(s, "%Y-%m-%dT%H:%M:%S", &tm))
 		return 0;
 	return (int64_t)timegm(&tm);
 }
 
 static int add_loaded(struct loader *L, const char *what)
 {
-	char **v = realloc(L->loaded, (L->nloaded + 1) * sizeof(*v));
+	char **v;
 
-	if (!v)
+	for (size_t i = 0; i < L->nloaded; i++)
+		if (!strcmp(L->loaded[i], what))
+			return 0;
+	if (!(v = realloc(L->loaded, (L->nloaded + 1) * sizeof(*v))))
 		return shl_err(SHL_ENOMEM, "out of memory");
 	L->loaded = v;
-	v[L->nloaded] = strdup(what);
-	if (!v[L->nloaded])
+	if (!(v[L->nloaded] = strdup(what)))
 		return shl_err(SHL_ENOMEM, "out of memory");
 	L->nloaded++;
 	return 0;
@@ -144,19 +110,56 @@ static int add_loaded(struct loader *L, const char *what)
 
 /* ---- one image -------------------------------------------------------------- */
 
+static int config_loaded(struct loader *L, const char *digest)
+{
+	for (size_t i = 0; i < L->nconfigs; i++)
+		if (!strcmp(L->configs[i], digest))
+			return 1;
+	return 0;
+}
+
+/* The layer with this diff_id that the batch adds, if any. */
+static struct item *batch_layer(struct loader *L, const char *diff)
+{
+	for (size_t i = 0; i < L->ninbatch; i++)
+		if (!strcmp(L->items[L->inbatch[i]].diff_id, diff))
+			return &L->items[L->inbatch[i]];
+	return NULL;
+}
+
 /* Layer i: the archive item by digest (OCI) or path (docker), or the store. */
 static int layer_for(struct loader *L, const struct layer_desc *d, const char *path, const char *want_diff,
 		     shl_json *layers_out)
 {
-	struct item *it = path ? follow(L, path) : shl_load__find_blob(L, d->digest);
+	struct item *it = path ? shl_load__follow(L, path) : shl_load__find_blob(L, d->digest);
+	const char *what = path ? path : d->digest;
 	char diff[72] = "";
 	int64_t tar_size = 0;
 	shl_json *rec = NULL, *e;
-	int rc;
+	int rc, planned = 0;
 
+	if (path && !it && shl_load__find(L, path))
+		return shl_err(SHL_EFORMAT, "layer %s: dangling or looping link", path);
 	if (it && (it->kind == ITEM_META || it->kind == ITEM_OTHER))
-		return shl_err(SHL_EFORMAT, "layer %s is not a tar", path ? path : d->digest);
-	if (it) {
+		return shl_err(SHL_EFORMAT, "layer %s is not a tar", what);
+	if (it && it->kind == ITEM_BAD)
+		return shl_err(it->err_code, "layer %s: %s", what, it->err_msg ? it->err_msg : "conversion failed");
+	if (it && it->kind == ITEM_PENDING) {
+		if (shl_store__has_layer(L->s, want_diff)) {
+			it = NULL; /* stored already: the archive's copy is not even read */
+		} else if (L->planning) {
+			if (!it->need)
+				snprintf(it->want, sizeof(it->want), "%s", want_diff);
+			it->need = 1;
+			planned = 1;
+			snprintf(diff, sizeof(diff), "%s", want_diff);
+		} else {
+			return shl_err(SHL_EINVAL, "layer %s was not converted", what);
+		}
+	}
+	if (planned) {
+		/* placeholder until the planning pass is over */
+	} else if (it) {
 		snprintf(diff, sizeof(diff), "%s", it->diff_id);
 	} else if (shl_store__has_layer(L->s, want_diff)) {
 		snprintf(diff, sizeof(diff), "%s", want_diff); /* incremental archive: stored already */
@@ -164,22 +167,38 @@ static int layer_for(struct loader *L, const struct layer_desc *d, const char *p
 		/* known compressed blob */
 	} else {
 		return shl_err(SHL_ENOTFOUND, "layer %s (diff_id %s) is missing from the archive and not in the store",
-			       path ? path : d->digest, want_diff);
+			       what, want_diff);
 	}
+	shl_error_clear();
 	if (strcmp(diff, want_diff))
-		return shl_err(SHL_EDIGEST, "layer %s: content has diff_id %s, the config says %s",
-			       path ? path : d->digest, diff, want_diff);
-	if (it && it->kind == ITEM_LAYER && !it->existed) {
-		tar_size = (int64_t)it->staged.info.tar_size;
-		if (!it->in_batch) {
+		return shl_err(SHL_EDIGEST, "layer %s: content has diff_id %s, the config says %s", what, diff, want_diff);
+	if (it && it->kind == ITEM_LAYER && !it->existed && !it->in_batch) {
+		struct item *twin = batch_layer(L, diff);
+		if (twin) {
+			/* the same layer under another name is in the batch already */
+			shl_store__unstage(&it->staged);
+			it->existed = 1;
+		} else {
 			const char *alias = it->compression ? (d->media[0] ? d->media : "application/octet-stream") : NULL;
+			size_t *v = realloc(L->inbatch, (L->ninbatch + 1) * sizeof(*v));
+			if (!v)
+				return shl_err(SHL_ENOMEM, "out of memory");
+			L->inbatch = v;
 			if ((rc = shl_batch_add_layer(L->batch, &it->staged, alias)))
 				return rc;
 			it->in_batch = 1;
+			L->inbatch[L->ninbatch++] = (size_t)(it - L->items);
 		}
-	} else if (shl_store__get_layer(L->s, diff, &rec) == 0) {
-		shl_json_get_int(rec, "tar_size", &tar_size);
-		shl_json_put(rec);
+	}
+	if (!planned) {
+		struct item *b = batch_layer(L, diff);
+		if (b) {
+			tar_size = (int64_t)b->staged.info.tar_size;
+		} else if (shl_store__get_layer(L->s, diff, &rec) == 0) {
+			shl_json_get_int(rec, "tar_size", &tar_size);
+			shl_json_put(rec);
+		}
+		shl_error_clear();
 	}
 	e = shl_json_new_object();
 	if (!e || (rc = shl_json_set_str(e, "diff_id", diff)) ||
@@ -199,40 +218,120 @@ struct image_in {
 	const char *manifest_bytes;
 	size_t manifest_len;
 	struct item *config;
+	const char *config_name;        /* for messages */
 	struct layer_desc *layers;
 	const char **paths;             /* docker-archive layer paths, or NULL */
 	size_t nlayers;
-	const char *const *names;       /* refs to set */
-	size_t nnames;
+	shl_load_names names;
 	const char *index_digest;       /* nested index it came from (kept as extra blob) */
 	const char *original;           /* "io.shale.original-manifest": the registry's manifest */
 };
+
+/* The extra blobs an image record keeps: its index and the original manifest. */
+static int add_extra(struct loader *L, const struct image_in *in, shl_json *rec)
+{
+	shl_json *extra = shl_json_new_array();
+	int rc;
+
+	if (!extra || (rc = shl_json_set(rec, "extra_blobs", extra)))
+		return shl_err(SHL_ENOMEM, "out of memory");
+	for (int k = 0; k < 2; k++) {
+		const char *bd = k ? in->original : in->index_digest;
+		struct item *bi = bd ? shl_load__find_blob(L, bd) : NULL;
+		shl_json *bj = NULL;
+		const char *bm;
+		if (!bi || bi->kind != ITEM_META)
+			continue; /* not carried along: nothing to keep */
+		if ((rc = shl_json_parse(&bj, bi->data, bi->len, SHL_MANIFEST_CAP, bd)))
+			return rc;
+		bm = shl_json_get_str(bj, "mediaType");
+		if (!bm)
+			bm = k ? MT_OCI_MANIFEST : MT_OCI_INDEX;
+		rc = shl_batch_put_blob(L->batch, bd, bm, bi->data, bi->len);
+		shl_json_put(bj);
+		if (!rc)
+			rc = shl_json_push(extra, shl_json_new_string(bd));
+		if (!rc && k)
+			rc = shl_json_set_str(rec, "original_manifest", bd);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static int set_names(struct loader *L, const struct image_in *in, const char *digest, shl_json *rec)
+{
+	const char *orig = shl_json_get_str(rec, "original_manifest");
+	int rc = 0;
+
+	if (in->names.from_tag) {
+		if (L->tag_manifest[0] && strcmp(L->tag_manifest, digest))
+			L->tag_conflict = 1;
+		snprintf(L->tag_manifest, sizeof(L->tag_manifest), "%s", digest);
+	}
+	for (size_t i = 0; i < in->names.n && !rc; i++) {
+		shl_ref r;
+		char full[600], fam[600];
+		if ((rc = shl_ref_parse(in->names.v[i], &r)))
+			break;
+		if (r.digest[0] && !r.tag[0]) {
+			rc = shl_err(SHL_EINVAL, "'%s': an image is named by a tag, not a digest", in->names.v[i]);
+			break;
+		}
+		r.digest[0] = '\0';
+		shl_ref_full(&r, full, sizeof(full));
+		shl_ref_familiar(&r, fam, sizeof(fam));
+		if (!(rc = shl_batch_set_ref(L->batch, full, digest)))
+			rc = add_loaded(L, fam);
+		if (!rc && orig) {
+			/* name@<registry digest> keeps resolving on this side */
+			char repo[600], rd[700];
+			shl_ref_repo(&r, 0, repo, sizeof(repo));
+			snprintf(rd, sizeof(rd), "%s@%s", repo, orig);
+			rc = shl_batch_set_ref(L->batch, rd, digest);
+		}
+	}
+	if (!rc && !in->names.n) {
+		char line[100];
+		snprintf(line, sizeof(line), "ID %s", in->config->digest);
+		rc = add_loaded(L, line);
+	}
+	return rc;
+}
 
 static int add_image(struct loader *L, const struct image_in *in)
 {
 	shl_json *cfg = NULL, *diffs, *layers = NULL, *rec = NULL;
 	char *synth = NULL, digest[72];
-	const char *mbytes = in->manifest_bytes, *mmedia = in->manifest_media;
+	const char *mbytes = in->manifest_bytes, *mmedia = in->manifest_media, *s;
 	size_t mlen = in->manifest_len;
 	int64_t total = 0;
 	int rc;
 
-	if ((rc = meta_json(L, in->config, "image config", SHL_CONFIG_CAP, &cfg)))
+	if ((rc = meta_json(in->config, in->config_name, SHL_CONFIG_CAP, &cfg)))
 		return rc;
 	diffs = shl_json_get(shl_json_get(cfg, "rootfs"), "diff_ids");
+	if (!shl_json_is_array(diffs)) {
+		rc = shl_err(SHL_EFORMAT, "image config %s: no rootfs.diff_ids", in->config->digest);
+		goto out;
+	}
+	if (in->nlayers > SHL_LOAD_MAX_LAYERS) {
+		rc = shl_err(SHL_ELIMIT, "image config %s: more than %d layers", in->config->digest, SHL_LOAD_MAX_LAYERS);
+		goto out;
+	}
 	if (shl_json_len(diffs) != in->nlayers) {
 		rc = shl_err(SHL_EFORMAT, "image config %s: %zu diff_ids for %zu layers", in->config->digest,
 			     shl_json_len(diffs), in->nlayers);
 		goto out;
 	}
-	layers = shl_json_new_array();
-	if (!layers) {
+	if (!(layers = shl_json_new_array())) {
 		rc = shl_err(SHL_ENOMEM, "out of memory");
 		goto out;
 	}
 	for (size_t i = 0; i < in->nlayers && !rc; i++) {
 		const char *want = shl_json_str(shl_json_at(diffs, i));
-		if (!want) {
+		uint8_t tmp[32];
+		if (!want || shl_digest_parse(want, tmp) != 0) {
 			rc = shl_err(SHL_EFORMAT, "image config %s: bad diff_id %zu", in->config->digest, i);
 			break;
 		}
@@ -253,8 +352,7 @@ static int add_image(struct loader *L, const struct image_in *in)
 		mbytes = synth;
 		mmedia = MT_OCI_MANIFEST;
 	}
-	rec = shl_json_new_object();
-	if (!rec) {
+	if (!(rec = shl_json_new_object())) {
 		rc = shl_err(SHL_ENOMEM, "out of memory");
 		goto out;
 	}
@@ -262,66 +360,27 @@ static int add_image(struct loader *L, const struct image_in *in)
 	    (rc = shl_batch_put_blob(L->batch, in->config->digest, MT_OCI_CONFIG, in->config->data, in->config->len)) ||
 	    (rc = shl_json_set_str(rec, "manifest", digest)) || (rc = shl_json_set_str(rec, "media_type", mmedia)) ||
 	    (rc = shl_json_set_str(rec, "config", in->config->digest)) ||
-	    (rc = shl_json_set_str(rec, "os", shl_json_get_str(cfg, "os") ? shl_json_get_str(cfg, "os") : "")) ||
-	    (rc = shl_json_set_str(rec, "architecture", shl_json_get_str(cfg, "architecture") ? shl_json_get_str(cfg, "architecture") : "")) ||
-	    (shl_json_get_str(cfg, "variant") && (rc = shl_json_set_str(rec, "variant", shl_json_get_str(cfg, "variant")))) ||
+	    (rc = shl_json_set_str(rec, "os", (s = shl_json_get_str(cfg, "os")) ? s : "")) ||
+	    (rc = shl_json_set_str(rec, "architecture", (s = shl_json_get_str(cfg, "architecture")) ? s : "")) ||
+	    ((s = shl_json_get_str(cfg, "variant")) && (rc = shl_json_set_str(rec, "variant", s))) ||
 	    (rc = shl_json_set_int(rec, "created", parse_created(shl_json_get_str(cfg, "created")))) ||
 	    (rc = shl_json_set_int(rec, "size", total)) || (rc = shl_json_set(rec, "layers", shl_json_ref(layers))))
 		goto out;
-	if (in->index_digest || in->original) {
-		shl_json *extra = shl_json_new_array();
-		if (!extra || (rc = shl_json_set(rec, "extra_blobs", extra))) {
-			rc = rc ? rc : shl_err(SHL_ENOMEM, "out of memory");
+	if ((in->index_digest || in->original) && (rc = add_extra(L, in, rec)))
+		goto out;
+	if ((rc = set_names(L, in, digest, rec)))
+		goto out;
+	if (!config_loaded(L, in->config->digest)) {
+		char (*v)[72] = realloc(L->configs, (L->nconfigs + 1) * sizeof(*v));
+		if (!v) {
+			rc = shl_err(SHL_ENOMEM, "out of memory");
 			goto out;
 		}
-		for (int k = 0; k < 2 && !rc; k++) {
-			const char *bd = k ? in->original : in->index_digest;
-			struct item *bi = bd ? shl_load__find_blob(L, bd) : NULL;
-			shl_json *bj = NULL;
-			const char *bm;
-			if (!bi || bi->kind != ITEM_META)
-				continue; /* not carried along: nothing to keep */
-			if ((rc = shl_json_parse(&bj, bi->data, bi->len, SHL_MANIFEST_CAP, bd)))
-				break;
-			bm = shl_json_get_str(bj, "mediaType");
-			if (!bm)
-				bm = k ? MT_OCI_MANIFEST : MT_OCI_INDEX;
-			rc = shl_batch_put_blob(L->batch, bd, bm, bi->data, bi->len);
-			shl_json_put(bj);
-			if (!rc)
-				rc = shl_json_push(extra, shl_json_new_string(bd));
-			if (!rc && k)
-				rc = shl_json_set_str(rec, "original_manifest", bd);
-		}
-		if (rc)
-			goto out;
+		L->configs = v;
+		memcpy(v[L->nconfigs++], in->config->digest, 72);
 	}
-	for (size_t i = 0; i < in->nnames && !rc; i++) {
-		shl_ref r;
-		char full[600], fam[600];
-		if ((rc = shl_ref_parse(in->names[i], &r)))
-			break;
-		shl_ref_full(&r, full, sizeof(full));
-		shl_ref_familiar(&r, fam, sizeof(fam));
-		if (!(rc = shl_batch_set_ref(L->batch, full, digest)))
-			rc = add_loaded(L, fam);
-		if (!rc && shl_json_get_str(rec, "original_manifest")) {
-			/* name@<registry digest> keeps resolving on this side */
-			char repo[600], rd[700];
-			shl_ref_repo(&r, 0, repo, sizeof(repo));
-			snprintf(rd, sizeof(rd), "%s@%s", repo, shl_json_get_str(rec, "original_manifest"));
-			rc = shl_batch_set_ref(L->batch, rd, digest);
-		}
-	}
-	if (!rc && in->nnames == 0) {
-		char line[100];
-		snprintf(line, sizeof(line), "ID %s", in->config->digest);
-		rc = add_loaded(L, line);
-	}
-	if (!rc) {
-		rc = shl_batch_put_image(L->batch, digest, rec);
-		rec = NULL;
-	}
+	rc = shl_batch_put_image(L->batch, digest, rec);
+	rec = NULL;
 out:
 	shl_json_put(rec);
 	shl_json_put(layers);
@@ -332,68 +391,45 @@ out:
 
 /* ---- docker-archive: manifest.json ------------------------------------------ */
 
-static int repo_tags_for(struct loader *L, const char *config_digest, const char ***names, size_t *n)
-{
-	struct item *mj = shl_load__find(L, "manifest.json");
-	shl_json *m = NULL;
-	int rc = 0;
-
-	*names = NULL;
-	*n = 0;
-	if (!mj || mj->kind != ITEM_META || shl_json_parse(&m, mj->data, mj->len, SHL_LOAD_META_CAP, "manifest.json"))
-		return 0;
-	for (size_t i = 0; i < shl_json_len(m); i++) {
-		shl_json *e = shl_json_at(m, i), *tags = shl_json_get(e, "RepoTags");
-		struct item *cfg = follow(L, shl_json_get_str(e, "Config") ? shl_json_get_str(e, "Config") : "");
-		if (!cfg || strcmp(cfg->digest, config_digest))
-			continue;
-		*names = calloc(shl_json_len(tags) + 1, sizeof(char *));
-		if (!*names) {
-			rc = shl_err(SHL_ENOMEM, "out of memory");
-			break;
-		}
-		for (size_t k = 0; k < shl_json_len(tags); k++)
-			if (shl_json_str(shl_json_at(tags, k)))
-				(*names)[(*n)++] = strdup(shl_json_str(shl_json_at(tags, k)));
-		break;
-	}
-	shl_json_put(m);
-	return rc;
-}
-
-static void free_names(const char **names, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		free((char *)names[i]);
-	free(names);
-}
-
-static int load_docker(struct loader *L, struct item *mj)
+/* `leftovers`: index.json was loaded; add only the images of Docker >= 25
+ * (entries with LayerSources) that index.json omits - moby #51389 drops
+ * untagged images from it - and ignore whatever else manifest.json says. */
+static int load_docker(struct loader *L, struct item *mj, int leftovers)
 {
 	shl_json *m = NULL;
-	int rc = meta_json(L, mj, "manifest.json", SHL_LOAD_META_CAP, &m);
+	int rc = meta_json(mj, "manifest.json", SHL_LOAD_META_CAP, &m);
 
-	if (rc)
-		return rc;
-	if (!shl_json_is_array(m)) {
+	if (rc || !shl_json_is_array(m)) {
 		shl_json_put(m);
-		return shl_err(SHL_EFORMAT, "manifest.json: not an array");
-	}
-	for (size_t i = 0; i < shl_json_len(m) && !rc; i++) {
-		shl_json *e = shl_json_at(m, i), *ls = shl_json_get(e, "Layers"), *tags = shl_json_get(e, "RepoTags");
-		const char *cfgp = shl_json_get_str(e, "Config");
-		size_t nl = shl_json_len(ls), nt = shl_json_len(tags);
-		struct layer_desc *descs = calloc(nl + 1, sizeof(*descs));
-		const char **paths = calloc(nl + 1, sizeof(char *)), **names = calloc(nt + 2, sizeof(char *));
-		struct image_in in;
-		if (!descs || !paths || !names) {
-			rc = shl_err(SHL_ENOMEM, "out of memory");
-		} else if (!cfgp) {
-			rc = shl_err(SHL_EFORMAT, "manifest.json entry %zu: no Config", i);
+		if (leftovers) {
+			shl_error_clear();
+			return 0;
 		}
+		return rc ? rc : shl_err(SHL_EFORMAT, "manifest.json: not an array");
+	}
+	if (shl_json_len(m) == 0 && !leftovers)
+		rc = shl_err(SHL_EFORMAT, "manifest.json: no images");
+	for (size_t i = 0; i < shl_json_len(m) && !rc; i++) {
+		shl_json *e = shl_json_at(m, i), *ls = shl_json_get(e, "Layers");
+		const char *cfgp = shl_json_get_str(e, "Config");
+		size_t nl = shl_json_len(ls);
+		struct layer_desc *descs;
+		const char **paths;
+		struct image_in in;
+		if (leftovers) {
+			struct item *c = cfgp ? shl_load__follow(L, cfgp) : NULL;
+			if (!shl_json_is_object(shl_json_get(e, "LayerSources")) || !c || c->kind != ITEM_META ||
+			    config_loaded(L, c->digest))
+				continue;
+		}
+		descs = calloc(nl + 1, sizeof(*descs));
+		paths = calloc(nl + 1, sizeof(char *));
 		memset(&in, 0, sizeof(in));
-		in.config = cfgp ? follow(L, cfgp) : NULL;
-		if (!rc && !in.config)
+		if (!descs || !paths)
+			rc = shl_err(SHL_ENOMEM, "out of memory");
+		else if (!shl_json_is_object(e) || !cfgp || !shl_json_is_array(ls))
+			rc = shl_err(SHL_EFORMAT, "manifest.json entry %zu: no Config or Layers", i);
+		if (!rc && !(in.config = shl_load__follow(L, cfgp)))
 			rc = shl_err(SHL_ENOTFOUND, "manifest.json: config '%s' is missing from the archive", cfgp);
 		for (size_t k = 0; k < nl && !rc; k++) {
 			paths[k] = shl_json_str(shl_json_at(ls, k));
@@ -401,20 +437,17 @@ static int load_docker(struct loader *L, struct item *mj)
 			if (!paths[k])
 				rc = shl_err(SHL_EFORMAT, "manifest.json entry %zu: bad layer %zu", i, k);
 		}
-		for (size_t k = 0; k < nt; k++)
-			if (shl_json_str(shl_json_at(tags, k)))
-				names[in.nnames++] = shl_json_str(shl_json_at(tags, k));
-		if (!in.nnames && L->o->tag)
-			names[in.nnames++] = L->o->tag;
+		if (!rc)
+			rc = shl_load__names_repotags(L, e, &in.names);
+		in.config_name = cfgp;
 		in.layers = descs;
 		in.paths = paths;
 		in.nlayers = nl;
-		in.names = names;
 		if (!rc)
 			rc = add_image(L, &in);
+		shl_load__names_free(&in.names);
 		free(descs);
 		free(paths);
-		free(names);
 	}
 	shl_json_put(m);
 	return rc;
@@ -422,39 +455,49 @@ static int load_docker(struct loader *L, struct item *mj)
 
 /* ---- OCI: index.json ------------------------------------------------------------ */
 
-static int load_manifest(struct loader *L, shl_json *desc, const char *const *names, size_t nnames,
+static int load_manifest(struct loader *L, const shl_json *desc, const shl_load_names *names,
 			 const char *index_digest)
 {
 	const char *digest = shl_json_get_str(desc, "digest");
-	struct item *it = digest ? shl_load__find_blob(L, digest) : NULL;
+	struct item *it = shl_load__find_blob(L, digest);
 	shl_json *m = NULL, *ls;
 	struct layer_desc *descs = NULL;
 	struct image_in in;
-	const char *cfgd, *mt;
+	const char *cfgd, *cfgm, *mt;
 	int rc;
 
 	if (!digest)
 		return shl_err(SHL_EFORMAT, "index: descriptor without a digest");
-	if ((rc = meta_json(L, it, digest, SHL_MANIFEST_CAP, &m)))
+	if ((rc = meta_json(it, digest, SHL_MANIFEST_CAP, &m)))
 		return shl_err_ctx(rc, "manifest");
 	mt = shl_json_get_str(m, "mediaType") ? shl_json_get_str(m, "mediaType") : shl_json_get_str(desc, "mediaType");
 	if (!mt)
 		mt = MT_OCI_MANIFEST;
-	if (strcmp(mt, MT_OCI_MANIFEST) && strcmp(mt, MT_DOCKER_MANIFEST)) {
+	if (!is_manifest_type(mt)) {
 		rc = shl_err(SHL_EUNSUPPORTED, "manifest %s: unsupported media type %s", digest, mt);
 		goto out;
 	}
 	cfgd = shl_json_get_str(shl_json_get(m, "config"), "digest");
+	cfgm = shl_json_get_str(shl_json_get(m, "config"), "mediaType");
 	ls = shl_json_get(m, "layers");
+	if (cfgm && strcmp(cfgm, MT_OCI_CONFIG) && strcmp(cfgm, MT_DOCKER_CONFIG)) {
+		rc = shl_err(SHL_EUNSUPPORTED, "manifest %s: unsupported config media type %s (not a container image)",
+			     digest, cfgm);
+		goto out;
+	}
+	if (!shl_json_is_array(ls)) {
+		rc = shl_err(SHL_EFORMAT, "manifest %s: no layers array", digest);
+		goto out;
+	}
 	memset(&in, 0, sizeof(in));
-	in.config = cfgd ? shl_load__find_blob(L, cfgd) : NULL;
+	in.config = shl_load__find_blob(L, cfgd);
+	in.config_name = cfgd;
 	if (!in.config) {
 		rc = shl_err(SHL_ENOTFOUND, "manifest %s: config %s is missing from the archive", digest,
 			     cfgd ? cfgd : "(none)");
 		goto out;
 	}
-	descs = calloc(shl_json_len(ls) + 1, sizeof(*descs));
-	if (!descs) {
+	if (!(descs = calloc(shl_json_len(ls) + 1, sizeof(*descs)))) {
 		rc = shl_err(SHL_ENOMEM, "out of memory");
 		goto out;
 	}
@@ -464,10 +507,10 @@ static int load_manifest(struct loader *L, shl_json *desc, const char *const *na
 		int64_t sz = -1;
 		uint8_t tmp[32];
 		if (!ld || shl_digest_parse(ld, tmp) != 0) {
-			rc = shl_err(SHL_EFORMAT, "manifest %s: bad layer digest", digest);
+			rc = shl_err(SHL_EFORMAT, "manifest %s: bad digest of layer %zu", digest, k);
 			goto out;
 		}
-		if (lm && !strstr(lm, "tar") && !strstr(lm, "rootfs.diff")) {
+		if (lm && !known_layer_type(lm)) {
 			rc = shl_err(SHL_EUNSUPPORTED, "manifest %s: unsupported layer media type %s", digest, lm);
 			goto out;
 		}
@@ -482,8 +525,7 @@ static int load_manifest(struct loader *L, shl_json *desc, const char *const *na
 	in.manifest_len = it->len;
 	in.layers = descs;
 	in.nlayers = shl_json_len(ls);
-	in.names = names;
-	in.nnames = nnames;
+	in.names = *names;
 	in.index_digest = index_digest;
 	in.original = shl_json_get_str(shl_json_get(desc, "annotations"), "io.shale.original-manifest");
 	rc = add_image(L, &in);
@@ -493,164 +535,171 @@ out:
 	return rc;
 }
 
-static int load_index(struct loader *L, shl_json *index, int depth, const char *const *names, size_t nnames,
-		      const char *index_digest);
+static int load_index(struct loader *L, shl_json *index, const char *index_digest, int depth,
+		      const shl_load_names *names);
 
-static int names_of(struct loader *L, shl_json *desc, const char ***out, size_t *n, int *owned)
-{
-	shl_json *ann = shl_json_get(desc, "annotations");
-	const char *full = shl_json_get_str(ann, "io.containerd.image.name");
-	const char *rn = shl_json_get_str(ann, "org.opencontainers.image.ref.name");
-	static const char *one[2];
-
-	*owned = 0;
-	*n = 0;
-	*out = one;
-	if (full) {
-		one[0] = full;
-		*n = 1;
-		return 0;
-	}
-	if (rn && (strchr(rn, '/') || strchr(rn, ':'))) {
-		one[0] = rn; /* a full reference (podman, skopeo) */
-		*n = 1;
-		return 0;
-	}
-	if (rn) {
-		/* a tag only: Docker pairs it with manifest.json's RepoTags */
-		struct item *mi = shl_load__find_blob(L, shl_json_get_str(desc, "digest") ? shl_json_get_str(desc, "digest") : "");
-		shl_json *m = NULL;
-		if (mi && mi->kind == ITEM_META && shl_json_parse(&m, mi->data, mi->len, SHL_MANIFEST_CAP, "manifest") == 0) {
-			const char *cfg = shl_json_get_str(shl_json_get(m, "config"), "digest");
-			int rc = cfg ? repo_tags_for(L, cfg, out, n) : 0;
-			shl_json_put(m);
-			if (rc)
-				return rc;
-			if (*n) {
-				*owned = 1;
-				return 0;
-			}
-			if (*out && !*n)
-				free(*out);
-		}
-		*out = one;
-	}
-	if (L->o->tag) {
-		one[0] = L->o->tag;
-		*n = 1;
-	}
-	return 0;
-}
-
-static int load_desc(struct loader *L, shl_json *d, int depth, const char *const *names, size_t nnames,
+static int load_desc(struct loader *L, const shl_json *d, int depth, const shl_load_names *names,
 		     const char *index_digest)
 {
 	const char *mt = shl_json_get_str(d, "mediaType"), *digest = shl_json_get_str(d, "digest");
 
-	if (mt && (!strcmp(mt, MT_OCI_INDEX) || !strcmp(mt, MT_DOCKER_LIST))) {
-		struct item *it = digest ? shl_load__find_blob(L, digest) : NULL;
+	if (++L->ndescs > SHL_LOAD_MAX_DESCS)
+		return shl_err(SHL_ELIMIT, "index: more than %d descriptors", SHL_LOAD_MAX_DESCS);
+	if (is_index_type(mt)) {
+		struct item *it = shl_load__find_blob(L, digest);
 		shl_json *ix = NULL;
 		int rc;
-		if (depth >= MAX_INDEX_DEPTH)
-			return shl_err(SHL_ELIMIT, "index %s: nested deeper than %d", digest, MAX_INDEX_DEPTH);
-		if ((rc = meta_json(L, it, digest ? digest : "index", SHL_MANIFEST_CAP, &ix)))
-			return rc;
-		rc = load_index(L, ix, depth + 1, names, nnames, digest);
+		if (depth >= SHL_LOAD_MAX_DEPTH)
+			return shl_err(SHL_ELIMIT, "index %s: nested deeper than %d", digest, SHL_LOAD_MAX_DEPTH);
+		if ((rc = meta_json(it, digest ? digest : "index", SHL_MANIFEST_CAP, &ix)))
+			return shl_err_ctx(rc, "index");
+		rc = load_index(L, ix, digest, depth + 1, names);
 		shl_json_put(ix);
 		return rc;
 	}
-	if (mt && strcmp(mt, MT_OCI_MANIFEST) && strcmp(mt, MT_DOCKER_MANIFEST))
-		return 0; /* unknown media types in an index are skipped (OCI layout spec) */
-	return load_manifest(L, d, names, nnames, index_digest);
+	return load_manifest(L, d, names, index_digest);
 }
 
-static int load_index(struct loader *L, shl_json *index, int depth, const char *const *names, size_t nnames,
-		      const char *index_digest)
+/* Would load_desc find this descriptor's document? (--all-platforms skips
+ * platforms whose manifests the archive does not carry, as exporters with
+ * "skip missing" produce.) */
+static int present(struct loader *L, const shl_json *d)
+{
+	struct item *it = shl_load__find_blob(L, shl_json_get_str(d, "digest"));
+	return it && it->kind == ITEM_META;
+}
+
+/* A descriptor an index lists that shale can load (an image or an index). */
+static int loadable(const shl_json *d)
+{
+	const char *mt = shl_json_get_str(d, "mediaType");
+
+	if (shl_load__is_attestation(d) || shl_json_get(d, "artifactType"))
+		return 0;
+	/* unknown media types in an index are skipped (OCI layout spec) */
+	return !mt || is_index_type(mt) || is_manifest_type(mt);
+}
+
+/* A multi-platform index: pick the platform(s). The names go to the wanted
+ * platform's image (with --all-platforms the others are loaded untagged). */
+static int load_index(struct loader *L, shl_json *index, const char *index_digest, int depth,
+		      const shl_load_names *names)
 {
 	shl_json *ms = shl_json_get(index, "manifests");
-	char os[32], arch[32], variant[32];
-	int rc = 0, picked = 0;
+	shl_load_plat want;
+	shl_load_names none = { 0 };
+	size_t n = shl_json_len(ms), best = (size_t)-1;
+	int rc, picked = 0;
 
 	if (!shl_json_is_array(ms))
-		return shl_err(SHL_EFORMAT, "index %s: no manifests array", index_digest ? index_digest : "index.json");
-	if (depth == 0) {
-		/* index.json: every entry is an image of its own */
-		for (size_t i = 0; i < shl_json_len(ms) && !rc; i++) {
-			shl_json *d = shl_json_at(ms, i);
-			const char **nm;
-			size_t nn;
-			int owned;
-			if (is_attestation(d))
-				continue;
-			if ((rc = names_of(L, d, &nm, &nn, &owned)))
-				break;
-			rc = load_desc(L, d, depth, nm, nn, NULL);
-			if (owned)
-				free_names(nm, nn);
-		}
+		return shl_err(SHL_EFORMAT, "index %s: no manifests array", index_digest ? index_digest : "");
+	if ((rc = shl_load__want_platform(L->o->platform, &want)))
 		return rc;
+	for (size_t i = 0; i < n && best == (size_t)-1; i++) {
+		shl_json *d = shl_json_at(ms, i), *p = shl_json_get(d, "platform");
+		if (loadable(d) && (!p || shl_load__platform_matches(p, &want)) &&
+		    (!L->o->all_platforms || present(L, d)))
+			best = i;
 	}
-	/* a multi-platform image: pick the platform(s) */
-	if ((rc = want_platform(L, os, arch, variant)))
-		return rc;
-	for (size_t i = 0; i < shl_json_len(ms) && !rc; i++) {
+	if (best == (size_t)-1 && !L->o->all_platforms)
+		return shl_err(SHL_ENOTFOUND, "index %s: no image for platform %s/%s%s%s",
+			       index_digest ? index_digest : "", want.os, want.arch, want.variant[0] ? "/" : "",
+			       want.variant);
+	for (size_t i = 0; i < n && !rc; i++) {
 		shl_json *d = shl_json_at(ms, i);
-		if (is_attestation(d))
+		if (!L->o->all_platforms && i != best)
 			continue;
-		if (!L->o->all_platforms && shl_json_get(d, "platform") &&
-		    !platform_matches(shl_json_get(d, "platform"), os, arch, variant))
+		if (!loadable(d) || (L->o->all_platforms && !present(L, d)))
 			continue;
-		rc = load_desc(L, d, depth, picked && !L->o->all_platforms ? NULL : names,
-			       picked && !L->o->all_platforms ? 0 : nnames, index_digest);
+		if (best == (size_t)-1)
+			best = i; /* --all-platforms, none matches: the first one gets the names */
+		rc = load_desc(L, d, depth, i == best ? names : &none, index_digest);
 		picked++;
-		if (!L->o->all_platforms)
-			break;
 	}
 	if (!rc && !picked)
-		rc = shl_err(SHL_ENOTFOUND, "index %s: no image for platform %s/%s%s%s", index_digest ? index_digest : "",
-			     os, arch, *variant ? "/" : "", variant);
+		rc = shl_err(SHL_ENOTFOUND, "index %s: no image in the archive", index_digest ? index_digest : "");
+	return rc;
+}
+
+/* index.json: every entry is an image (or a multi-platform index) of its own.
+ * *any: it listed something loadable. */
+static int load_top_index(struct loader *L, struct item *ij, int *any)
+{
+	shl_json *ix = NULL, *ms;
+	int rc = meta_json(ij, "index.json", SHL_MANIFEST_CAP, &ix);
+
+	if (rc)
+		return rc;
+	ms = shl_json_get(ix, "manifests");
+	if (!shl_json_is_array(ms) && !shl_json_is_object(ix))
+		rc = shl_err(SHL_EFORMAT, "index.json: not an object");
+	for (size_t i = 0; i < shl_json_len(ms) && !rc; i++) {
+		shl_json *d = shl_json_at(ms, i);
+		shl_load_names nm = { 0 };
+		if (!loadable(d))
+			continue;
+		*any = 1;
+		if (!(rc = shl_load__names_oci(L, d, &nm)))
+			rc = load_desc(L, d, 0, &nm, NULL);
+		shl_load__names_free(&nm);
+	}
+	shl_json_put(ix);
+	return rc;
+}
+
+/* A containers/image "dir:" layout: manifest.json is one registry manifest,
+ * blobs are named by bare hex. */
+static int load_dir_layout(struct loader *L, struct item *mj)
+{
+	shl_json *d = NULL;
+	shl_load_names nm = { 0 };
+	uint8_t sha[32];
+	char digest[72];
+	int rc;
+
+	shl_sha256_buf(mj->data, mj->len, sha);
+	shl_digest_str(sha, digest);
+	if ((rc = shl_json_parse(&d, mj->data, mj->len, SHL_MANIFEST_CAP, "manifest.json")))
+		return rc;
+	rc = shl_json_set_str(d, "digest", digest);
+	/* the bytes are not in a blob of their own: name them as one */
+	if (!rc && !shl_load__find_blob(L, digest))
+		rc = shl_load__take_link(L, digest + 7, "manifest.json", 1);
+	if (!rc)
+		rc = shl_load__names_tag(L, &nm);
+	if (!rc)
+		rc = load_manifest(L, d, &nm, NULL);
+	shl_load__names_free(&nm);
+	shl_json_put(d);
 	return rc;
 }
 
 int shl_load__resolve(struct loader *L)
 {
 	struct item *ij = shl_load__find(L, "index.json"), *mj = shl_load__find(L, "manifest.json");
-	shl_json *ix = NULL;
 	int rc;
 
+	L->ndescs = 0;
+	L->tag_manifest[0] = '\0';
+	L->tag_conflict = 0;
+	L->nconfigs = 0;
 	if (ij) {
-		if ((rc = meta_json(L, ij, "index.json", SHL_MANIFEST_CAP, &ix)))
-			return rc;
-		rc = load_index(L, ix, 0, NULL, 0, NULL);
-		shl_json_put(ix);
-		return rc;
-	}
-	if (mj && mj->kind == ITEM_META && mj->len && mj->data[0] == '{') {
-		/* a "dir:" layout: manifest.json is one registry manifest, blobs by hex */
-		shl_json *d = NULL;
-		const char *names[1];
-		uint8_t sha[32];
-		char digest[72];
-		shl_sha256_buf(mj->data, mj->len, sha);
-		shl_digest_str(sha, digest);
-		if ((rc = shl_json_parse(&d, mj->data, mj->len, SHL_MANIFEST_CAP, "manifest.json")))
-			return rc;
-		rc = shl_json_set_str(d, "digest", digest);
-		/* the bytes are not in a blob of their own: register them as one */
-		if (!rc && !shl_load__find_blob(L, digest)) {
-			free(mj->name);
-			mj->name = strdup(digest + 7);
-			snprintf(mj->digest, sizeof(mj->digest), "%s", digest);
-			if (!mj->name)
-				rc = shl_err(SHL_ENOMEM, "out of memory");
-		}
-		names[0] = L->o->tag;
-		if (!rc)
-			rc = load_manifest(L, d, names, L->o->tag ? 1 : 0, NULL);
-		shl_json_put(d);
-		return rc;
-	}
-	if (mj)
-		return load_docker(L, mj);
-	return shl_err(SHL_EFORMAT, "not a docker or OCI image archive (no index.json or manifest.json)");
+		int any = 0;
+		rc = load_top_index(L, ij, &any);
+		/* Docker >= 25 quirks: images index.json lacks (moby #51389), or
+		 * "manifests": null (moby #47210) - manifest.json has them */
+		if (!rc && mj && mj->kind == ITEM_META)
+			rc = load_docker(L, mj, any);
+		else if (!rc && !any)
+			rc = shl_err(SHL_ENOTFOUND, "index.json: no images");
+	} else if (mj && mj->kind == ITEM_META && mj->len && mj->data[0] == '{')
+		rc = load_dir_layout(L, mj);
+	else if (mj)
+		rc = load_docker(L, mj, 0);
+	else
+		rc = shl_err(SHL_EFORMAT, "not a docker or OCI image archive (no index.json or manifest.json)");
+	if (!rc && L->tag_conflict)
+		rc = shl_err(SHL_EINVAL, "--tag %s: the archive holds several untagged images; load it without --tag "
+			     "and name them with `shale tag`", L->o->tag);
+	return rc;
 }

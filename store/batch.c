@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +103,22 @@ int shl_batch_add_layer(shl_batch *b, const shl_staged *st, const char *alias_me
 int shl_batch_put_blob(shl_batch *b, const char *digest, const char *media, const void *data, size_t len)
 {
 	size_t ml = strlen(media);
+	/* manifests and indexes (and manifest lists) 4 MiB, anything else (configs) 16 MiB */
+	size_t cap = strstr(media, "manifest") || strstr(media, "index") ? SHL_MANIFEST_CAP : SHL_CONFIG_CAP;
+
+	if (len > cap)
+		return shl_err(SHL_ELIMIT, "blob %s (%s): %zu bytes exceed the %zu MiB cap", digest, media, len,
+			       cap >> 20);
+	if (strlen(digest) != 71 || strncmp(digest, "sha256:", 7) || ml == 0 || memchr(media, '\n', ml))
+		return shl_err(SHL_EINVAL, "blob %s: bad digest or media type", digest);
+	{
+		uint8_t d[32];
+		char got[72];
+		shl_sha256_buf(data, len, d);
+		shl_digest_str(d, got);
+		if (strcmp(got, digest))
+			return shl_err(SHL_EDIGEST, "blob %s: content has digest %s", digest, got);
+	}
 
 	for (size_t i = 0; i < b->nblobs; i++)
 		if (!strcmp(b->blobs[i].digest, digest))
@@ -200,20 +217,71 @@ static int layer_record(const shl_staged *st, char **out, size_t *len)
 	return *out ? 0 : shl_err(SHL_ENOMEM, "out of memory");
 }
 
+static int in_batch(const shl_batch *b, const char *diff_id)
+{
+	for (size_t i = 0; i < b->nlayers; i++)
+		if (!strcmp(b->layers[i].info.diff_id, diff_id))
+			return 1;
+	return 0;
+}
+
+/* Before anything is published: every layer an image names is in the batch,
+ * or recorded in the index with both files present. */
+static int check_layers(shl_store *s, const shl_batch *b)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < b->nimages && !rc; i++) {
+		shl_json *j = NULL, *layers;
+		if ((rc = shl_json_parse(&j, b->images[i].val, b->images[i].len, SHL_CONFIG_CAP, "image record")))
+			break;
+		layers = shl_json_get(j, "layers");
+		for (size_t k = 0; k < shl_json_len(layers) && !rc; k++) {
+			const char *d = shl_json_get_str(shl_json_at(layers, k), "diff_id");
+			char tar[4200], erofs[4200];
+			struct stat st;
+			if (!d || shl_store_layer_paths(s, d, tar, sizeof(tar), erofs, sizeof(erofs)) != 0) {
+				rc = shl_err(SHL_EFORMAT, "image %s: bad layer record", b->images[i].key);
+				break;
+			}
+			if (in_batch(b, d))
+				continue;
+			if (!shl_store__has_layer(s, d))
+				rc = shl_err(SHL_ENOTFOUND, "image %s: layer %s is not stored", b->images[i].key, d);
+			else if (stat(tar, &st) != 0 || stat(erofs, &st) != 0)
+				rc = shl_err_sys(SHL_ENOTFOUND, "image %s: layer %s: stored file missing", b->images[i].key, d);
+		}
+		shl_json_put(j);
+	}
+	return rc;
+}
+
 int shl_store_commit(shl_store *s, shl_batch *b)
 {
 	shl_wtxn *w = NULL;
 	int rc = 0, lockfd;
 
-	/* the shared store lock covers publish + transaction, so a removal's
-	 * sweep can't unlink a file this batch is about to record */
+	/* the shared store lock covers check + publish + transaction, so a
+	 * removal's sweep can't unlink a file this batch is about to record */
 	if ((lockfd = shl_store__lock(s, 0)) < 0)
 		return lockfd;
+	/* 0. a batch that cannot commit changes nothing */
+	if ((rc = check_layers(s, b))) {
+		close(lockfd);
+		return rc;
+	}
 	/* 1. publish layer files */
 	for (size_t i = 0; i < b->nlayers && !rc; i++) {
 		shl_staged *st = &b->layers[i];
 		char tar[4200], erofs[4200];
+		struct stat sb;
+		if (st->published)
+			continue;
 		shl_store_layer_paths(s, st->info.diff_id, tar, sizeof(tar), erofs, sizeof(erofs));
+		/* stored meanwhile (e.g. by a concurrent load): keep those files
+		 * (maybe mounted) and drop the temps, same content */
+		if (shl_store__has_layer(s, st->info.diff_id) && stat(tar, &sb) == 0 && stat(erofs, &sb) == 0)
+			continue;
 		if (rename(st->tar_tmp, tar) != 0 || rename(st->erofs_tmp, erofs) != 0)
 			rc = shl_err_sys(SHL_EIO, "publish layer %s", st->info.diff_id);
 		else

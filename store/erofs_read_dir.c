@@ -1,8 +1,14 @@
 /*
- * store/erofs_read_dir.c - directories of EROFS images: readdir, path
- * lookup and the depth-first walk (shale/erofs.h). Hostile images are
- * contained: dirent name offsets are checked, nesting is capped, and a
- * directory reachable twice (a cycle or a DAG) is an error.
+ * store/erofs_read_dir.c - directories of EROFS images: readdir, path lookup
+ * and the depth-first walk (shale/erofs.h).
+ *
+ * Each directory block is checked as a whole before any entry is used: the
+ * dirent array fits, name offsets are strictly increasing and inside the
+ * block, names are 1..255 bytes without '/' or NUL, and names are sorted
+ * bytewise across the whole directory (the kernel's lookup relies on that).
+ * The walk is iterative with an explicit stack capped at WALK_MAX_DEPTH, and
+ * a directory reached twice (its own ancestor, or a hard-linked directory)
+ * is an error, so work stays bounded on hostile images.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -11,103 +17,177 @@
 #include "store/erofs_read_int.h"
 #include "util/err.h"
 
-#define WALK_MAX_DEPTH 4096
-#define WALK_MAX_PATH 65536
-#define DIRENT_SIZE 12
+#define NID(n) ((unsigned long long)(n))
+#define WALK_MAX_DEPTH 4096u
+
+/* Iterator over the entries of one directory, block by block. */
+struct diter {
+	shl_erofs *e;
+	struct erd_inode ino;
+	uint8_t *blk;
+	uint64_t off;           /* file offset of the loaded block */
+	size_t blen;            /* bytes of the loaded block */
+	unsigned n, i;          /* dirents in the block, next one */
+	int loaded;
+	char prev[ERD_NAME_MAX + 1];
+	size_t prev_len;        /* 0: no previous name yet */
+};
+
+static int diter_open(struct diter *d, shl_erofs *e, uint64_t nid)
+{
+	int rc;
+
+	memset(d, 0, sizeof(*d));
+	d->e = e;
+	if ((rc = shl_erofs__inode(e, nid, &d->ino)))
+		return rc;
+	if (!S_ISDIR(d->ino.mode))
+		return shl_err(SHL_EINVAL, "erofs nid %llu: not a directory", NID(nid));
+	if (!(d->blk = malloc(e->blksz)))
+		return shl_err(SHL_ENOMEM, "out of memory");
+	return 0;
+}
+
+static void diter_close(struct diter *d)
+{
+	free(d->blk);
+	d->blk = NULL;
+}
+
+static size_t nameoff(const uint8_t *blk, unsigned i)
+{
+	return erd_le16(blk + (size_t)i * ERD_DIRENT_SIZE + 8);
+}
+
+/* Bytewise order, a proper prefix first (strcmp order for names without NUL). */
+static int name_cmp(const char *a, size_t al, const char *b, size_t bl)
+{
+	int c = memcmp(a, b, al < bl ? al : bl);
+
+	if (c)
+		return c;
+	return al < bl ? -1 : al > bl;
+}
+
+/* Load and validate the block at d->off. */
+static int diter_load(struct diter *d)
+{
+	shl_erofs *e = d->e;
+	uint64_t nid = d->ino.nid;
+	size_t first;
+	int rc;
+
+	if ((rc = shl_erofs__pread_inode(e, &d->ino, d->blk, e->blksz, d->off, &d->blen)))
+		return shl_err_ctx(rc, "erofs nid %llu: directory block at %llu", NID(nid),
+				   (unsigned long long)d->off);
+	if (d->blen < ERD_DIRENT_SIZE)
+		return shl_err(SHL_EFORMAT, "erofs nid %llu: directory block at %llu is only %zu bytes",
+			       NID(nid), (unsigned long long)d->off, d->blen);
+	first = nameoff(d->blk, 0);
+	if (first < ERD_DIRENT_SIZE || first % ERD_DIRENT_SIZE || first >= d->blen)
+		return shl_err(SHL_EFORMAT, "erofs nid %llu: invalid de[0].nameoff %zu in block at %llu",
+			       NID(nid), first, (unsigned long long)d->off);
+	d->n = (unsigned)(first / ERD_DIRENT_SIZE);
+	d->i = 0;
+	/* the last name runs to the end of the block (or of the directory),
+	 * minus trailing NULs */
+	for (unsigned i = 0; i < d->n; i++) {
+		size_t no = nameoff(d->blk, i), end;
+		if (i + 1 < d->n) {
+			end = nameoff(d->blk, i + 1);
+		} else {
+			end = d->blen;
+			while (end > no && d->blk[end - 1] == '\0')
+				end--;
+		}
+		if (no < first || end > d->blen || end <= no || end - no > ERD_NAME_MAX)
+			return shl_err(SHL_EFORMAT, "erofs nid %llu: bad name offsets of dirent %u in block at %llu",
+				       NID(nid), i, (unsigned long long)d->off);
+		if (memchr(d->blk + no, '/', end - no) || memchr(d->blk + no, '\0', end - no))
+			return shl_err(SHL_EFORMAT, "erofs nid %llu: '/' or NUL in a name in block at %llu",
+				       NID(nid), (unsigned long long)d->off);
+	}
+	d->loaded = 1;
+	return 0;
+}
+
+/* Next entry: 1 with the fields set (name valid until the next call), 0 at
+ * the end, or an error. */
+static int diter_next(struct diter *d, const char **name, size_t *len, uint64_t *nid, unsigned *type)
+{
+	const uint8_t *de;
+	size_t no, end;
+	int rc;
+
+	while (!d->loaded || d->i >= d->n) {
+		if (d->loaded)
+			d->off += d->e->blksz;
+		d->loaded = 0;
+		if (d->off >= d->ino.size)
+			return 0;
+		if ((rc = diter_load(d)))
+			return rc;
+	}
+	de = d->blk + (size_t)d->i * ERD_DIRENT_SIZE;
+	no = nameoff(d->blk, d->i);
+	if (d->i + 1 < d->n) {
+		end = nameoff(d->blk, d->i + 1);
+	} else {
+		end = d->blen;
+		while (end > no && d->blk[end - 1] == '\0')
+			end--;
+	}
+	d->i++;
+	*name = (const char *)d->blk + no;
+	*len = end - no;
+	*nid = erd_le64(de);
+	*type = de[10];
+	if (d->prev_len && name_cmp(d->prev, d->prev_len, *name, *len) >= 0)
+		return shl_err(SHL_EFORMAT, "erofs nid %llu: directory entries out of order ('%.*s' after '%s')",
+			       NID(d->ino.nid), (int)*len, *name, d->prev);
+	memcpy(d->prev, *name, *len);
+	d->prev[*len] = '\0';
+	d->prev_len = *len;
+	return 1;
+}
 
 int shl_erofs_readdir(shl_erofs *e, uint64_t dir_nid, shl_erofs_dirent_fn fn, void *ctx)
 {
-	struct shl_erofs_inode ino;
-	uint8_t *blk = NULL;
-	uint64_t off;
-	int rc = shl_erofs__inode(e, dir_nid, &ino);
-
-	if (rc)
-		return rc;
-	if (!S_ISDIR(ino.mode))
-		return shl_err(SHL_EINVAL, "erofs nid %llu: not a directory", (unsigned long long)dir_nid);
-	blk = malloc(e->blksz);
-	if (!blk)
-		return shl_err(SHL_ENOMEM, "out of memory");
-	for (off = 0; off < ino.size && !rc; off += e->blksz) {
-		size_t blen, got, n, first;
-		if ((rc = shl_erofs__pread_inode(e, &ino, blk, e->blksz, off, &got)))
-			break;
-		blen = got;
-		if (blen < DIRENT_SIZE) {
-			rc = shl_err(SHL_EFORMAT, "erofs nid %llu: short directory block", (unsigned long long)dir_nid);
-			break;
-		}
-		first = (size_t)(blk[8] | blk[9] << 8);
-		if (first < DIRENT_SIZE || first % DIRENT_SIZE || first > blen) {
-			rc = shl_err(SHL_EFORMAT, "erofs nid %llu: bad directory block at %llu",
-				     (unsigned long long)dir_nid, (unsigned long long)off);
-			break;
-		}
-		n = first / DIRENT_SIZE;
-		for (size_t i = 0; i < n && !rc; i++) {
-			const uint8_t *d = blk + i * DIRENT_SIZE;
-			uint64_t nid = 0;
-			size_t no = (size_t)(d[8] | d[9] << 8), end, len;
-			for (int k = 7; k >= 0; k--)
-				nid = nid << 8 | d[k];
-			if (i + 1 < n) {
-				end = (size_t)(d[DIRENT_SIZE + 8] | d[DIRENT_SIZE + 9] << 8);
-			} else {
-				end = blen;
-				while (end > no && blk[end - 1] == '\0')
-					end--;
-			}
-			if (no < first || end > blen || end <= no || end - no > 255) {
-				rc = shl_err(SHL_EFORMAT, "erofs nid %llu: bad dirent name offset",
-					     (unsigned long long)dir_nid);
-				break;
-			}
-			len = end - no;
-			char name[256];
-			memcpy(name, blk + no, len);
-			name[len] = '\0';
-			if (memchr(name, '/', len) || memchr(name, '\0', len)) {
-				rc = shl_err(SHL_EFORMAT, "erofs nid %llu: bad character in a name",
-					     (unsigned long long)dir_nid);
-				break;
-			}
-			rc = fn(ctx, name, len, nid, d[10]);
-		}
-	}
-	free(blk);
-	return rc;
-}
-
-struct find_ctx {
+	struct diter d;
 	const char *name;
 	size_t len;
 	uint64_t nid;
-	int found;
-};
+	unsigned type;
+	int rc;
 
-static int find_cb(void *ctx, const char *name, size_t len, uint64_t nid, unsigned type)
-{
-	struct find_ctx *f = ctx;
-
-	(void)type;
-	if (len == f->len && !memcmp(name, f->name, len)) {
-		f->nid = nid;
-		f->found = 1;
-		return 1;
+	if ((rc = diter_open(&d, e, dir_nid)))
+		goto out;
+	while ((rc = diter_next(&d, &name, &len, &nid, &type)) == 1) {
+		char buf[ERD_NAME_MAX + 1];
+		memcpy(buf, name, len);
+		buf[len] = '\0';
+		if ((rc = fn(ctx, buf, len, nid, type)))
+			break;
 	}
-	return 0;
+out:
+	diter_close(&d);
+	return rc;
 }
 
 int shl_erofs_lookup(shl_erofs *e, const char *path, uint64_t *nid_out)
 {
 	uint64_t cur = e->root_nid;
 	const char *p = path;
-	int rc;
+	int rc = 0;
 
 	while (*p) {
-		struct find_ctx f = { 0 };
-		const char *s;
+		struct diter d;
+		const char *s, *name;
+		size_t want, len;
+		uint64_t nid;
+		unsigned type;
+		int found = 0;
+
 		while (*p == '/')
 			p++;
 		if (!*p)
@@ -115,21 +195,29 @@ int shl_erofs_lookup(shl_erofs *e, const char *path, uint64_t *nid_out)
 		s = p;
 		while (*p && *p != '/')
 			p++;
-		f.name = s;
-		f.len = (size_t)(p - s);
-		{
-			struct shl_erofs_inode ino;
-			if ((rc = shl_erofs__inode(e, cur, &ino)))
-				return rc;
-			if (!S_ISDIR(ino.mode))
-				return shl_err(SHL_ENOTFOUND, "'%s': not found in the image", path);
-		}
-		rc = shl_erofs_readdir(e, cur, find_cb, &f);
-		if (rc < 0)
+		want = (size_t)(p - s);
+		if ((rc = diter_open(&d, e, cur))) {
+			diter_close(&d);
+			if (rc == SHL_EINVAL)
+				rc = shl_err(SHL_ENOTFOUND, "'%s': not found in the image (not a directory on the way)", path);
 			return rc;
-		if (!f.found)
+		}
+		/* entries are sorted: stop at the first name past the wanted one */
+		while ((rc = diter_next(&d, &name, &len, &nid, &type)) == 1) {
+			int c = name_cmp(name, len, s, want);
+			if (c == 0) {
+				found = 1;
+				break;
+			}
+			if (c > 0)
+				break;
+		}
+		diter_close(&d);
+		if (rc < 0)
+			return shl_err_ctx(rc, "lookup '%s'", path);
+		if (!found)
 			return shl_err(SHL_ENOTFOUND, "'%s': not found in the image", path);
-		cur = f.nid;
+		cur = nid;
 	}
 	*nid_out = cur;
 	return 0;
@@ -137,34 +225,41 @@ int shl_erofs_lookup(shl_erofs *e, const char *path, uint64_t *nid_out)
 
 /* ---- walk ----------------------------------------------------------------- */
 
+/* Open-addressing set of directory nids already entered. */
 struct seen {
-	uint64_t *slots;
+	uint64_t *slots;        /* nid + 1; 0 = empty */
 	size_t cap, n;
 };
 
-/* Insert nid; returns 1 if it was already there. */
+static size_t seen_hash(uint64_t key, size_t cap)
+{
+	return (size_t)((key * 0x9E3779B97F4A7C15ull) >> 17) & (cap - 1);
+}
+
+/* Insert nid: 0 if new, 1 if already present, or an error. */
 static int seen_add(struct seen *s, uint64_t nid)
 {
 	uint64_t key = nid + 1;
+	size_t h;
 
 	if ((s->n + 1) * 2 > s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 1024;
+		size_t cap = s->cap ? s->cap * 2 : 256;
 		uint64_t *ns = calloc(cap, sizeof(*ns));
 		if (!ns)
-			return -1;
+			return shl_err(SHL_ENOMEM, "out of memory");
 		for (size_t i = 0; i < s->cap; i++) {
-			if (s->slots[i]) {
-				size_t h = (size_t)(s->slots[i] * 0x9E3779B97F4A7C15ull) & (cap - 1);
-				while (ns[h])
-					h = (h + 1) & (cap - 1);
-				ns[h] = s->slots[i];
-			}
+			if (!s->slots[i])
+				continue;
+			h = seen_hash(s->slots[i], cap);
+			while (ns[h])
+				h = (h + 1) & (cap - 1);
+			ns[h] = s->slots[i];
 		}
 		free(s->slots);
 		s->slots = ns;
 		s->cap = cap;
 	}
-	size_t h = (size_t)(key * 0x9E3779B97F4A7C15ull) & (s->cap - 1);
+	h = seen_hash(key, s->cap);
 	while (s->slots[h]) {
 		if (s->slots[h] == key)
 			return 1;
@@ -175,117 +270,138 @@ static int seen_add(struct seen *s, uint64_t nid)
 	return 0;
 }
 
+struct frame {
+	struct diter d;
+	size_t path_len;        /* length of this directory's path */
+};
+
 struct walk {
 	shl_erofs *e;
-	shl_erofs_walk_fn fn;
-	void *ctx;
+	struct frame *stack;
+	size_t depth, cap;
+	uint64_t budget;        /* dirents the image (and device) can hold */
 	char *path;
-	size_t len;
-	unsigned depth;
+	size_t path_cap;
 	struct seen seen;
 };
 
-static int walk_dir(struct walk *w, uint64_t nid);
-
-struct child {
-	uint64_t nid;
-	char name[256];
-	size_t len;
-};
-
-struct kids {
-	struct child *v;
-	size_t n, cap;
-};
-
-static int collect(void *ctx, const char *name, size_t len, uint64_t nid, unsigned type)
+/* Enter directory `nid` (whose path is w->path): push a frame. */
+static int walk_push(struct walk *w, uint64_t nid, size_t path_len)
 {
-	struct kids *k = ctx;
+	struct frame *f;
+	int r;
 
-	(void)type;
-	if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
-		return 0;
-	if (k->n == k->cap) {
-		size_t cap = k->cap ? k->cap * 2 : 32;
-		struct child *v = realloc(k->v, cap * sizeof(*v));
-		if (!v)
+	if (w->depth >= WALK_MAX_DEPTH)
+		return shl_err(SHL_ELIMIT, "erofs: '%s': directories nested deeper than %u", w->path, WALK_MAX_DEPTH);
+	if ((r = seen_add(&w->seen, nid))) {
+		if (r < 0)
+			return r;
+		for (size_t i = 0; i < w->depth; i++)
+			if (w->stack[i].d.ino.nid == nid)
+				return shl_err(SHL_EFORMAT, "erofs nid %llu: directory '%s' is its own ancestor",
+					       NID(nid), w->path);
+		return shl_err(SHL_EFORMAT, "erofs nid %llu: directory '%s' reached twice (hard-linked directory)",
+			       NID(nid), w->path);
+	}
+	if (w->depth == w->cap) {
+		size_t cap = w->cap ? w->cap * 2 : 16;
+		struct frame *s = realloc(w->stack, cap * sizeof(*s));
+		if (!s)
 			return shl_err(SHL_ENOMEM, "out of memory");
-		k->v = v;
-		k->cap = cap;
+		w->stack = s;
+		w->cap = cap;
 	}
-	k->v[k->n].nid = nid;
-	memcpy(k->v[k->n].name, name, len + 1);
-	k->v[k->n].len = len;
-	k->n++;
+	f = &w->stack[w->depth];
+	f->path_len = path_len;
+	if ((r = diter_open(&f->d, w->e, nid))) {
+		diter_close(&f->d);
+		return shl_err_ctx(r, "erofs: '%s'", w->path);
+	}
+	w->depth++;
 	return 0;
 }
 
-static int visit(struct walk *w, uint64_t nid)
+/* Set w->path to the path of child `name` of the directory at path_len. */
+static int walk_path(struct walk *w, size_t path_len, const char *name, size_t len)
 {
-	shl_erofs_stat st;
-	int rc = shl_erofs_getattr(w->e, nid, &st);
+	size_t need = path_len + (path_len ? 1 : 0) + len + 1;
 
-	if (rc)
-		return shl_err_ctx(rc, "'%s'", w->path);
-	if ((rc = w->fn(w->ctx, w->path, &st)))
-		return rc;
-	if (S_ISDIR(st.mode))
-		return walk_dir(w, nid);
+	if (need > w->path_cap) {
+		size_t cap = w->path_cap * 2;
+		char *p;
+		while (cap < need)
+			cap *= 2;
+		if (!(p = realloc(w->path, cap)))
+			return shl_err(SHL_ENOMEM, "out of memory");
+		w->path = p;
+		w->path_cap = cap;
+	}
+	if (path_len)
+		w->path[path_len++] = '/';
+	memcpy(w->path + path_len, name, len);
+	w->path[path_len + len] = '\0';
 	return 0;
-}
-
-static int walk_dir(struct walk *w, uint64_t nid)
-{
-	struct kids k = { 0 };
-	size_t saved = w->len;
-	int rc, r;
-
-	if (++w->depth > WALK_MAX_DEPTH) {
-		rc = shl_err(SHL_ELIMIT, "erofs: directories nested deeper than %d", WALK_MAX_DEPTH);
-		goto out;
-	}
-	r = seen_add(&w->seen, nid);
-	if (r) {
-		rc = r < 0 ? shl_err(SHL_ENOMEM, "out of memory")
-			   : shl_err(SHL_EFORMAT, "erofs: directory nid %llu reached twice ('%s')",
-				     (unsigned long long)nid, w->path);
-		goto out;
-	}
-	if ((rc = shl_erofs_readdir(w->e, nid, collect, &k)))
-		goto out;
-	for (size_t i = 0; i < k.n && !rc; i++) {
-		size_t add = (saved ? 1 : 0) + k.v[i].len;
-		if (saved + add + 1 > WALK_MAX_PATH) {
-			rc = shl_err(SHL_ELIMIT, "erofs: path longer than %d bytes", WALK_MAX_PATH);
-			break;
-		}
-		if (saved)
-			w->path[saved] = '/';
-		memcpy(w->path + saved + (saved ? 1 : 0), k.v[i].name, k.v[i].len + 1);
-		w->len = saved + add;
-		rc = visit(w, k.v[i].nid);
-		w->len = saved;
-		w->path[saved] = '\0';
-	}
-out:
-	w->depth--;
-	free(k.v);
-	return rc;
 }
 
 int shl_erofs_walk(shl_erofs *e, shl_erofs_walk_fn fn, void *ctx)
 {
-	struct walk w = { 0 };
+	struct walk w;
+	shl_erofs_stat st;
 	int rc;
 
+	memset(&w, 0, sizeof(w));
 	w.e = e;
-	w.fn = fn;
-	w.ctx = ctx;
-	w.path = malloc(WALK_MAX_PATH);
-	if (!w.path)
+	w.path_cap = 4096;
+	if (!(w.path = malloc(w.path_cap)))
 		return shl_err(SHL_ENOMEM, "out of memory");
 	w.path[0] = '\0';
-	rc = visit(&w, e->root_nid);
+	/* Every dirent of a sane image takes 12 bytes of its own; directories
+	 * sharing blocks could otherwise make the walk quadratic. */
+	w.budget = (e->img_size + e->dev_size) / ERD_DIRENT_SIZE + 16;
+	if ((rc = shl_erofs_getattr(e, e->root_nid, &st)))
+		goto out;
+	if ((rc = fn(ctx, "", &st)))
+		goto out;
+	if ((rc = walk_push(&w, e->root_nid, 0)))
+		goto out;
+	while (w.depth) {
+		struct frame *f = &w.stack[w.depth - 1];
+		const char *name;
+		size_t len, plen = f->path_len;
+		uint64_t nid;
+		unsigned type;
+
+		rc = diter_next(&f->d, &name, &len, &nid, &type);
+		if (rc < 0)
+			goto out;
+		if (rc == 0) {
+			diter_close(&f->d);
+			w.depth--;
+			continue;
+		}
+		rc = 0;
+		if (!w.budget--) {
+			rc = shl_err(SHL_ELIMIT, "erofs: more directory entries than the image can hold "
+				     "(directories sharing blocks?)");
+			goto out;
+		}
+		if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
+			continue;
+		if ((rc = walk_path(&w, plen, name, len)))
+			goto out;
+		if ((rc = shl_erofs_getattr(e, nid, &st))) {
+			shl_err_ctx(rc, "erofs: '%s'", w.path);
+			goto out;
+		}
+		if ((rc = fn(ctx, w.path, &st)))
+			goto out;
+		if (S_ISDIR(st.mode) && (rc = walk_push(&w, nid, strlen(w.path))))
+			goto out;
+	}
+out:
+	while (w.depth)
+		diter_close(&w.stack[--w.depth].d);
+	free(w.stack);
 	free(w.path);
 	free(w.seen.slots);
 	return rc;

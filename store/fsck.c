@@ -2,10 +2,17 @@
  * store/fsck.c - check a store against its index (shale/store.h).
  *
  * Fast: every indexed layer's two files exist, have the recorded sizes and
- * XXH3-128 (memory speed); every image's blobs and layers are present.
+ * XXH3-128 (memory speed); every blob's bytes have its digest; every image's
+ * blobs and layers, every alias's layer and every ref's target are present;
+ * files in layers/ the index does not name are reported.
  * Deep: also SHA-256 of each tar against its diff_id and a full walk of each
  * EROFS index with shale's reader. Repair: remove layer files the index does
- * not name and stale staging dirs; never anything the index names.
+ * not name, stale staging dirs and lock files; never anything the index names.
+ *
+ * Locking: the checks run under the shared store lock (no removal can unlink
+ * files under them; loads go on), the orphan scan under the exclusive one (no
+ * batch is between publishing its files and committing them); --repair holds
+ * the exclusive lock throughout.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -97,7 +104,7 @@ static int check_layer(void *ctx, const char *k, size_t kl, const char *v, size_
 	char diff[80], tar[4200], erofs[4200], hex[33];
 	shl_json *rec = NULL;
 	int64_t tsize = 0, esize = 0;
-	uint64_t got;
+	uint64_t got, before = f->r->problems;
 	uint8_t x[16], sha[32];
 
 	snprintf(diff, sizeof(diff), "%.*s", (int)kl, k);
@@ -131,7 +138,9 @@ static int check_layer(void *ctx, const char *k, size_t kl, const char *v, size_
 				problem(f, "layer %s: tar content has digest %s", diff, d);
 		}
 	}
-	if (f->flags & SHL_FSCK_DEEP) {
+	/* walk the EROFS index only when its files are intact (one problem
+	 * per cause) */
+	if ((f->flags & SHL_FSCK_DEEP) && f->r->problems == before) {
 		shl_erofs *e = NULL;
 		if (shl_erofs_open(&e, erofs, tar) != 0 || shl_erofs_walk(e, walk_noop, NULL) != 0)
 			problem(f, "layer %s: EROFS index unreadable: %s", diff, shl_error_last());
@@ -173,6 +182,54 @@ static int check_image(void *ctx, const char *k, size_t kl, const char *v, size_
 	return 0;
 }
 
+static int check_blob(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
+{
+	struct fsck *f = ctx;
+	const char *nl = memchr(v, '\n', vl);
+	uint8_t d[32];
+	char got[72];
+
+	f->r->blobs++;
+	if (!nl) {
+		problem(f, "blob %.*s: corrupt index record (no media type)", (int)kl, k);
+		return 0;
+	}
+	shl_sha256_buf(nl + 1, vl - (size_t)(nl + 1 - v), d);
+	shl_digest_str(d, got);
+	if (kl != 71 || memcmp(got, k, kl))
+		problem(f, "blob %.*s: content has digest %s", (int)kl, k, got);
+	return 0;
+}
+
+static int check_alias(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
+{
+	struct fsck *f = ctx;
+	shl_json *j = NULL;
+	const char *d;
+
+	f->r->aliases++;
+	if (shl_json_parse(&j, v, vl, 1 << 20, "alias record") != 0 || !(d = shl_json_get_str(j, "diff_id")))
+		problem(f, "alias %.*s: corrupt index record", (int)kl, k);
+	else if (!shl_store__has_layer(f->s, d))
+		problem(f, "alias %.*s: layer %s not in the index", (int)kl, k, d);
+	shl_json_put(j);
+	return 0;
+}
+
+static int check_ref(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
+{
+	struct fsck *f = ctx;
+	char target[80], *x = NULL;
+
+	f->r->refs++;
+	snprintf(target, sizeof(target), "%.*s", (int)(vl < 79 ? vl : 79), v);
+	if (shl_index_get(f->s->ix, SHL_DB_IMAGES, target, &x, NULL) != 0 &&
+	    shl_index_get(f->s->ix, SHL_DB_BLOBS, target, &x, NULL) != 0)
+		problem(f, "ref %.*s: target %s not in the index", (int)kl, k, target);
+	free(x);
+	return 0;
+}
+
 static void orphans(struct fsck *f)
 {
 	DIR *d = opendir(f->s->layers_dir);
@@ -210,15 +267,36 @@ static void orphans(struct fsck *f)
 int shl_store_fsck(shl_store *s, int flags, shl_fsck_report *report, shl_fsck_fn fn, void *ctx)
 {
 	struct fsck f = { s, flags, fn, ctx, report };
-	int rc, lockfd = -1;
+	int rc, lockfd;
 
 	memset(report, 0, sizeof(*report));
-	if ((flags & SHL_FSCK_REPAIR) && (lockfd = shl_store__lock(s, 1)) < 0)
+	if ((lockfd = shl_store__lock(s, (flags & SHL_FSCK_REPAIR) != 0)) < 0)
 		return lockfd;
-	if (!(rc = shl_index_foreach(s->ix, SHL_DB_LAYERS, check_layer, &f)) &&
-	    !(rc = shl_index_foreach(s->ix, SHL_DB_IMAGES, check_image, &f)))
-		orphans(&f);
-	if (lockfd >= 0)
+	if ((rc = shl_index_foreach(s->ix, SHL_DB_LAYERS, check_layer, &f)) ||
+	    (rc = shl_index_foreach(s->ix, SHL_DB_IMAGES, check_image, &f)) ||
+	    (rc = shl_index_foreach(s->ix, SHL_DB_BLOBS, check_blob, &f)) ||
+	    (rc = shl_index_foreach(s->ix, SHL_DB_ALIASES, check_alias, &f)) ||
+	    (rc = shl_index_foreach(s->ix, SHL_DB_REFS, check_ref, &f)))
+		goto out;
+	if (!(flags & SHL_FSCK_REPAIR)) {
 		close(lockfd);
+		if ((lockfd = shl_store__lock(s, 1)) < 0)
+			return lockfd;
+	}
+	orphans(&f);
+	if (flags & SHL_FSCK_REPAIR) {
+		int n = shl_store__clean_tmp(s);
+		if (n > 0) {
+			report->repaired += (uint64_t)n;
+			if (fn) {
+				char msg[4300];
+				snprintf(msg, sizeof(msg), "removed %d stale temp entr%s in %s/tmp", n, n == 1 ? "y" : "ies",
+					 s->root);
+				fn(ctx, msg);
+			}
+		}
+	}
+out:
+	close(lockfd);
 	return rc;
 }

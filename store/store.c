@@ -1,14 +1,16 @@
 /*
- * store/store.c - store root, staging and the commit protocol.
+ * store/store.c - opening a store root: default location, directories, the
+ * schema version, this process's staging dir, the store-wide lock, and the
+ * sweep of what dead processes left in tmp/.
  *
  * Publish protocol (crash safety): a layer is streamed into temp files in this
  * process's staging dir (<root>/tmp/<pid>-XXXXXX, flock'd while alive), fsync'd
- * and verified; at commit the files are renamed into layers/ (an existing
- * target has the same content: the temp is dropped), layers/ is fsync'd, and
+ * and verified (store/layerstore.c); at commit the files are renamed into
+ * layers/ (an existing target has the same content), layers/ is fsync'd, and
  * then ONE LMDB write transaction records layers, aliases, blobs, images and
- * refs. The index therefore never names a missing or partial file; a crash
- * leaves at most temp dirs (removed on the next open) or unreferenced layer
- * files (removed by `shale fsck --repair`).
+ * refs (store/batch.c). The index therefore never names a missing or partial
+ * file; a crash leaves at most temp dirs (removed on the next open) or
+ * unreferenced layer files (removed by `shale fsck --repair` and `prune`).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -24,6 +26,8 @@
 #include "store/store_int.h"
 #include "util/err.h"
 #include "util/hash.h"
+
+#define SHL_SCHEMA "1"
 
 static char *join(const char *a, const char *b)
 {
@@ -55,42 +59,51 @@ static int mkdir_p(const char *path)
 	return 0;
 }
 
-static void rm_rf(const char *path)
+/* Remove a file or a directory tree; 0 if `path` is gone afterwards. */
+static int rm_rf(const char *path)
 {
 	DIR *d = opendir(path);
 	struct dirent *e;
 
-	if (d) {
-		while ((e = readdir(d))) {
-			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-				continue;
-			char *p = join(path, e->d_name);
-			if (!p)
-				continue;
-			if (e->d_type == DT_DIR)
-				rm_rf(p);
-			else
-				unlink(p);
-			free(p);
-		}
-		closedir(d);
+	if (!d)
+		return errno == ENOTDIR ? unlink(path) : rmdir(path);
+	while ((e = readdir(d))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		char *p = join(path, e->d_name);
+		if (!p)
+			continue;
+		if (e->d_type == DT_DIR)
+			rm_rf(p);
+		else
+			unlink(p);
+		free(p);
 	}
-	rmdir(path);
+	closedir(d);
+	return rmdir(path);
 }
 
-/* Remove staging dirs whose owner is gone (their lock file is not held). */
-static void clean_stale_tmp(const char *tmp)
+/* Remove staging dirs whose owner is gone (their lock file is not held) and
+ * layer lock files nobody holds. The caller holds tmp/.lock. */
+static int clean_stale_tmp(const char *tmp)
 {
 	DIR *d = opendir(tmp);
 	struct dirent *e;
+	int removed = 0;
 
 	if (!d)
-		return;
+		return 0;
 	while ((e = readdir(d))) {
 		char lock[4200], *dir;
+		size_t nl = strlen(e->d_name);
 		int fd;
 		if (e->d_name[0] == '.')
 			continue;
+		if (nl > 5 && !strcmp(e->d_name + nl - 5, ".lock")) {
+			snprintf(lock, sizeof(lock), "%s/%s", tmp, e->d_name);
+			removed += shl_store__clean_layer_lock(lock);
+			continue;
+		}
 		snprintf(lock, sizeof(lock), "%s/%s/lock", tmp, e->d_name);
 		fd = open(lock, O_RDWR | O_CLOEXEC);
 		if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0) {
@@ -98,13 +111,45 @@ static void clean_stale_tmp(const char *tmp)
 			continue;
 		}
 		dir = join(tmp, e->d_name);
-		if (dir)
-			rm_rf(dir);
+		if (dir && rm_rf(dir) == 0)
+			removed++;
 		free(dir);
 		if (fd >= 0)
 			close(fd);
 	}
 	closedir(d);
+	return removed;
+}
+
+/* tmp/.lock serializes "create + lock a staging dir" against the sweep of
+ * stale ones, so a sweep never sees a live dir before its lock. */
+static int tmp_guard(const char *tmp)
+{
+	char gl[4200];
+	int fd;
+
+	snprintf(gl, sizeof(gl), "%s/.lock", tmp);
+	fd = open(gl, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0 || flock(fd, LOCK_EX) != 0) {
+		int rc = shl_err_sys(SHL_EIO, "lock %s", gl);
+		if (fd >= 0)
+			close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+int shl_store__clean_tmp(shl_store *s)
+{
+	char tmp[4200];
+	int guard, n;
+
+	snprintf(tmp, sizeof(tmp), "%s/tmp", s->root);
+	if ((guard = tmp_guard(tmp)) < 0)
+		return guard;
+	n = clean_stale_tmp(tmp);
+	close(guard);
+	return n;
 }
 
 static char *default_root(void)
@@ -144,16 +189,9 @@ int shl_store_open(shl_store **out, const char *root)
 	}
 	if ((rc = mkdir_p(s->layers_dir)) || (rc = mkdir_p(index)) || (rc = mkdir_p(tmp)))
 		goto fail;
-	/* tmp/.lock serializes "create + lock my staging dir" against the
-	 * sweep of stale ones, so a sweep never sees a live dir before its lock */
-	{
-		char gl[4200];
-		snprintf(gl, sizeof(gl), "%s/.lock", tmp);
-		guard = open(gl, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-		if (guard < 0 || flock(guard, LOCK_EX) != 0) {
-			rc = shl_err_sys(SHL_EIO, "lock %s", gl);
-			goto fail;
-		}
+	if ((guard = tmp_guard(tmp)) < 0) {
+		rc = guard;
+		goto fail;
 	}
 	clean_stale_tmp(tmp);
 	{
@@ -177,17 +215,37 @@ int shl_store_open(shl_store **out, const char *root)
 	}
 	close(guard);
 	guard = -1;
+	{
+		/* the store-wide lock file is part of the layout from the start, so
+		 * a failed first operation leaves the root as it found it */
+		char lp[4200];
+		int lfd;
+		snprintf(lp, sizeof(lp), "%s/lock", s->root);
+		if ((lfd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0) {
+			rc = shl_err_sys(SHL_EIO, "open %s", lp);
+			goto fail;
+		}
+		close(lfd);
+	}
 	if ((rc = shl_index_open(&s->ix, index))) {
 		shl_err_ctx(rc, "store %s", s->root);
 		goto fail;
 	}
 	/* schema version */
-	if (shl_index_get(s->ix, SHL_DB_META, "schema", &meta, NULL) == SHL_ENOTFOUND) {
+	rc = shl_index_get(s->ix, SHL_DB_META, "schema", &meta, NULL);
+	if (rc == SHL_ENOTFOUND) {
 		shl_wtxn *w;
-		if ((rc = shl_index_wbegin(s->ix, &w)) || (rc = shl_index_wput(w, SHL_DB_META, "schema", "1", 1)) ||
-		    (rc = shl_index_wcommit(w)))
+		if ((rc = shl_index_wbegin(s->ix, &w)))
 			goto fail;
-	} else if (meta && strcmp(meta, "1") != 0) {
+		if ((rc = shl_index_wput(w, SHL_DB_META, "schema", SHL_SCHEMA, strlen(SHL_SCHEMA)))) {
+			shl_index_wabort(w);
+			goto fail;
+		}
+		if ((rc = shl_index_wcommit(w)))
+			goto fail;
+	} else if (rc) {
+		goto fail;
+	} else if (strcmp(meta, SHL_SCHEMA) != 0) {
 		rc = shl_err(SHL_EUNSUPPORTED, "store %s: schema version %s not supported", s->root, meta);
 		goto fail;
 	}
@@ -250,157 +308,4 @@ int shl_store__lock(shl_store *s, int exclusive)
 		return shl_err_sys(SHL_EIO, "lock %s", path);
 	}
 	return fd;
-}
-
-/* ---- staging ------------------------------------------------------------ */
-
-int shl_store__stage(shl_store *s, shl_layer_read_fn fn, void *ctx, shl_staged *st)
-{
-	shl_layer_opts o = SHL_LAYER_OPTS_INIT;
-	int tfd = -1, efd = -1, rc;
-
-	memset(st, 0, sizeof(*st));
-	snprintf(st->tar_tmp, sizeof(st->tar_tmp), "%s/layer-XXXXXX", s->tmp_dir);
-	snprintf(st->erofs_tmp, sizeof(st->erofs_tmp), "%s/erofs-XXXXXX", s->tmp_dir);
-	tfd = mkstemp(st->tar_tmp);
-	if (tfd < 0) {
-		st->tar_tmp[0] = '\0';
-		st->erofs_tmp[0] = '\0';
-		return shl_err_sys(SHL_EIO, "create temp file in %s", s->tmp_dir);
-	}
-	efd = mkstemp(st->erofs_tmp);
-	if (efd < 0) {
-		st->erofs_tmp[0] = '\0';
-		rc = shl_err_sys(SHL_EIO, "create temp file in %s", s->tmp_dir);
-		goto out;
-	}
-	o.tar_fd = tfd;
-	o.erofs_fd = efd;
-	if ((rc = shl_layer_convert(fn, ctx, &o, &st->info)))
-		goto out;
-	if (fsync(tfd) != 0 || fsync(efd) != 0) {
-		rc = shl_err_sys(SHL_EIO, "fsync staged layer");
-		goto out;
-	}
-	if (fchmod(tfd, 0644) != 0 || fchmod(efd, 0644) != 0)
-		rc = shl_err_sys(SHL_EIO, "chmod staged layer");
-	shl_store__fault("staged");
-out:
-	if (tfd >= 0)
-		close(tfd);
-	if (efd >= 0)
-		close(efd);
-	if (rc)
-		shl_store__unstage(st);
-	return rc;
-}
-
-void shl_store__unstage(shl_staged *st)
-{
-	if (st->published)
-		return;
-	if (st->tar_tmp[0])
-		unlink(st->tar_tmp);
-	if (st->erofs_tmp[0])
-		unlink(st->erofs_tmp);
-	st->tar_tmp[0] = st->erofs_tmp[0] = '\0';
-}
-
-/* ---- queries ------------------------------------------------------------ */
-
-int shl_store__has_layer(shl_store *s, const char *diff_id)
-{
-	char *v = NULL;
-	int rc = shl_index_get(s->ix, SHL_DB_LAYERS, diff_id, &v, NULL);
-
-	free(v);
-	return rc == 0;
-}
-
-int shl_store__alias(shl_store *s, const char *blob_digest, char diff_id[72])
-{
-	char *v = NULL;
-	size_t n;
-	shl_json *j = NULL;
-	const char *d;
-	int rc = shl_index_get(s->ix, SHL_DB_ALIASES, blob_digest, &v, &n);
-
-	if (rc)
-		return rc;
-	if ((rc = shl_json_parse(&j, v, n, 1 << 20, "alias record")) == 0) {
-		d = shl_json_get_str(j, "diff_id");
-		if (d && strlen(d) < 72)
-			snprintf(diff_id, 72, "%s", d);
-		else
-			rc = shl_err(SHL_EFORMAT, "alias %s: corrupt record", blob_digest);
-	}
-	shl_json_put(j);
-	free(v);
-	return rc;
-}
-
-int shl_store__get_blob(shl_store *s, const char *digest, char **data, size_t *len, char **media)
-{
-	char *v = NULL, *nl;
-	size_t n;
-	int rc = shl_index_get(s->ix, SHL_DB_BLOBS, digest, &v, &n);
-
-	if (rc)
-		return rc == SHL_ENOTFOUND ? shl_err(SHL_ENOTFOUND, "blob %s not in the store", digest) : rc;
-	/* value: "<media type>\n<bytes>" */
-	nl = memchr(v, '\n', n);
-	if (!nl) {
-		free(v);
-		return shl_err(SHL_EFORMAT, "blob %s: corrupt record", digest);
-	}
-	*len = n - (size_t)(nl + 1 - v);
-	*data = malloc(*len + 1);
-	if (!*data) {
-		free(v);
-		return shl_err(SHL_ENOMEM, "out of memory");
-	}
-	memcpy(*data, nl + 1, *len);
-	(*data)[*len] = '\0';
-	if (media) {
-		*nl = '\0';
-		*media = strdup(v);
-	}
-	free(v);
-	return 0;
-}
-
-static int get_json(shl_store *s, int db, const char *key, shl_json **rec, const char *what)
-{
-	char *v = NULL;
-	size_t n;
-	int rc = shl_index_get(s->ix, db, key, &v, &n);
-
-	*rec = NULL;
-	if (rc)
-		return rc == SHL_ENOTFOUND ? shl_err(SHL_ENOTFOUND, "%s %s not in the store", what, key) : rc;
-	rc = shl_json_parse(rec, v, n, SHL_CONFIG_CAP, what);
-	free(v);
-	return rc;
-}
-
-int shl_store__get_image(shl_store *s, const char *manifest, shl_json **rec)
-{
-	return get_json(s, SHL_DB_IMAGES, manifest, rec, "image");
-}
-
-int shl_store__get_layer(shl_store *s, const char *diff_id, shl_json **rec)
-{
-	return get_json(s, SHL_DB_LAYERS, diff_id, rec, "layer");
-}
-
-int shl_store_layer_paths(shl_store *s, const char *diff_id, char *tar, size_t tar_len,
-			  char *erofs, size_t erofs_len)
-{
-	if (strncmp(diff_id, "sha256:", 7) != 0 || strlen(diff_id) != 71)
-		return shl_err(SHL_EINVAL, "bad diff_id %s", diff_id);
-	if (tar)
-		snprintf(tar, tar_len, "%s/%s.tar", s->layers_dir, diff_id + 7);
-	if (erofs)
-		snprintf(erofs, erofs_len, "%s/%s.erofs", s->layers_dir, diff_id + 7);
-	return 0;
 }

@@ -304,7 +304,10 @@ def run(work):
 
     # incremental export
     small_root = os.path.join(work, "st-small")
-    shale(small_root, "load", "--tag", "shale/small:1", "-i", oci)  # only "small" has no name... load all
+    shale(small_root, "load", "--tag", "shale/small:1", "-i", os.path.join(work, "small-only"))
+    # --tag names one untagged image; the umoci layout has two (tag-only ref.names)
+    r = shale(small_root, "load", "--tag", "shale/small:2", "-i", oci, ok=False)
+    check(r.returncode == 1 and "several untagged images" in r.stderr.decode(), f"--tag with two untagged: {r.stderr}")
     have = os.path.join(work, "have.txt")
     with open(have, "w") as f:
         img = inspect(root, "shale/multi:1")

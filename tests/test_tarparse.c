@@ -409,10 +409,15 @@ int main(void)
 			size_t l = strlen(de->d_name);
 			if (l > 4 && !strcmp(de->d_name + l - 4, ".exp")) {
 				if (n == cap) {
+					char **nn = realloc(names, (cap ? cap * 2 : 64) * sizeof(*names));
+					if (!nn)
+						break;
+					names = nn;
 					cap = cap ? cap * 2 : 64;
-					names = realloc(names, cap * sizeof(*names));
 				}
-				names[n++] = strndup(de->d_name, l - 4);
+				if (!(names[n] = strndup(de->d_name, l - 4)))
+					break;
+				n++;
 			}
 		}
 		closedir(d);

@@ -1,9 +1,12 @@
 /*
- * util/hash.c - SHA-256 through OpenSSL's EVP (uses SHA-NI where the CPU has
+ * util/hash.c - SHA-256 through OpenSSL 3's EVP (uses SHA-NI where the CPU has
  * it: coreutils-speed SHA-256 would be the layer pipeline's bottleneck),
- * XXH3-128 through libxxhash, and digest strings (shale/digest.h).
+ * XXH3-128 through libxxhash, and "sha256:<hex>" digest strings
+ * (shale/digest.h). The SHA-256 implementation is fetched from the default
+ * provider once per process, not looked up again on every init.
  */
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -19,12 +22,26 @@ struct shl_xxh3 {
 	XXH3_state_t *st;
 };
 
+static pthread_once_t md_once = PTHREAD_ONCE_INIT;
+static EVP_MD *md_fetched;      /* kept for the life of the process */
+
+static void md_init(void)
+{
+	md_fetched = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static const EVP_MD *sha256_md(void)
+{
+	pthread_once(&md_once, md_init);
+	return md_fetched ? md_fetched : EVP_sha256();
+}
+
 int shl_sha256_new(shl_sha256 **out)
 {
 	shl_sha256 *h = calloc(1, sizeof(*h));
 
 	*out = NULL;
-	if (!h || !(h->ctx = EVP_MD_CTX_new()) || EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL) != 1) {
+	if (!h || !(h->ctx = EVP_MD_CTX_new()) || EVP_DigestInit_ex2(h->ctx, sha256_md(), NULL) != 1) {
 		shl_sha256_free(h);
 		return shl_err(SHL_ENOMEM, "sha256: cannot create a digest context");
 	}
@@ -47,7 +64,7 @@ void shl_sha256_final(shl_sha256 *h, uint8_t out[32])
 
 void shl_sha256_reset(shl_sha256 *h)
 {
-	EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL);
+	EVP_DigestInit_ex2(h->ctx, sha256_md(), NULL);
 }
 
 void shl_sha256_free(shl_sha256 *h)
@@ -62,7 +79,7 @@ void shl_sha256_buf(const void *buf, size_t len, uint8_t out[32])
 {
 	unsigned int n = 32;
 
-	EVP_Digest(buf, len, out, &n, EVP_sha256(), NULL);
+	EVP_Digest(buf, len, out, &n, sha256_md(), NULL);
 }
 
 int shl_xxh3_new(shl_xxh3 **out)
@@ -128,14 +145,22 @@ static int hexval(char c)
 
 int shl_digest_parse(const char *s, uint8_t out[32])
 {
-	if (!s || strncmp(s, "sha256:", 7) != 0 || strlen(s) != 7 + 64)
-		return shl_err(SHL_EFORMAT, "invalid digest '%.80s': want sha256:<64 lowercase hex>",
-			       s ? s : "(null)");
+	uint8_t d[32];
+
+	if (!s)
+		return shl_err(SHL_EFORMAT, "invalid digest (null): want sha256:<64 lowercase hex>");
+	/* strnlen: a huge bad string is not scanned to its end */
+	if (strncmp(s, "sha256:", 7) != 0 || strnlen(s, 7 + 64 + 1) != 7 + 64)
+		goto bad;
 	for (int i = 0; i < 32; i++) {
 		int hi = hexval(s[7 + 2 * i]), lo = hexval(s[8 + 2 * i]);
 		if (hi < 0 || lo < 0)
-			return shl_err(SHL_EFORMAT, "invalid digest '%.80s': want sha256:<64 lowercase hex>", s);
-		out[i] = (uint8_t)(hi << 4 | lo);
+			goto bad;
+		d[i] = (uint8_t)(hi << 4 | lo);
 	}
+	memcpy(out, d, 32);
 	return 0;
+bad:
+	return shl_err(SHL_EFORMAT, "invalid digest '%.80s%s': want sha256:<64 lowercase hex>", s,
+		       strnlen(s, 81) > 80 ? "..." : "");
 }

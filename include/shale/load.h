@@ -22,14 +22,24 @@ typedef struct shl_load_opts {
 	int fd;                 /* used when input is NULL (a pipe is fine) */
 	const char *platform;   /* "os/arch[/variant]"; NULL: the host's */
 	int all_platforms;
-	const char *tag;        /* name for an untagged image */
+	const char *tag;        /* name for the untagged image (an error if the
+	                           archive holds several untagged images) */
+	int threads;            /* parallel layer conversions from a seekable
+	                           input; 0: default (2) */
 } shl_load_opts;
-#define SHL_LOAD_OPTS_INIT { SHL_LOAD_OPTS_VERSION, NULL, 0, NULL, 0, NULL }
+#define SHL_LOAD_OPTS_INIT { SHL_LOAD_OPTS_VERSION, NULL, 0, NULL, 0, NULL, 0 }
 
-/* Events: ("Loaded image", "alpine:latest"), ("Loaded image ID", "sha256:..."),
- * ("Loading layer", "<12-hex>") while converting. */
+/* Events, always on the calling thread: ("Loading layer", "<archive entry>")
+ * while converting, then after the commit one ("Loaded image",
+ * "alpine:latest") per name, or ("Loaded image ID", "sha256:...") for an
+ * image without a name. */
 typedef void (*shl_load_fn)(void *ctx, const char *event, const char *what);
 
+/* Load every image of the archive (the platform chosen from multi-platform
+ * indexes). An uncompressed archive in a regular file (or an OCI layout
+ * directory) is read in two passes: headers and JSON first, then only the
+ * layers an image needs and the store lacks, in parallel. Anything else is
+ * streamed once. On error nothing is committed and temp files are removed. */
 int shl_load(shl_store *s, const shl_load_opts *o, shl_load_fn fn, void *ctx);
 
 #ifdef __cplusplus

@@ -1,10 +1,14 @@
 /*
  * shale/store.h - the content-addressed image store: open a store root, find
- * images by reference or ID, list, inspect, tag and remove them.
+ * images by reference or ID, list, inspect, tag and remove them; disk usage,
+ * garbage collection and integrity checks.
  *
  * Layout (docs/format.md): <root>/index (LMDB), <root>/layers/<hex>.tar and
  * <hex>.erofs per diff_id, <root>/tmp (per-process staging, stale dirs
  * removed on open). Loading is in shale/load.h, saving in shale/save.h.
+ * Several processes may use one store at once. References given to these
+ * functions are normalized with shale/ref.h rules ("alpine" is
+ * docker.io/library/alpine:latest).
  */
 #ifndef SHALE_STORE_H
 #define SHALE_STORE_H
@@ -84,23 +88,46 @@ int shl_store_df(shl_store *s, shl_df_total *total, shl_df_layer_fn lfn, shl_df_
 
 /* Integrity check (see docs/format.md). */
 #define SHL_FSCK_DEEP 0x1    /* also sha256 of tars vs diff_ids, walk every EROFS index */
-#define SHL_FSCK_REPAIR 0x2  /* remove orphan layer files and stale temp dirs */
+#define SHL_FSCK_REPAIR 0x2  /* remove orphan layer files and stale temp files */
 typedef struct shl_fsck_report {
 	uint64_t layers, images, problems, repaired, bytes;
+	uint64_t blobs, aliases, refs; /* records checked */
 } shl_fsck_report;
+/* fn hears one line per problem ("layer sha256:..: .. is corrupt ..") and per
+ * repair ("removed orphan ..."); problems counts the former. Returns 0 when
+ * the check ran (look at report->problems), an error when it could not. */
 typedef void (*shl_fsck_fn)(void *ctx, const char *message);
 int shl_store_fsck(shl_store *s, int flags, shl_fsck_report *report, shl_fsck_fn fn, void *ctx);
 
 /* Remove untagged images (all images with `all`), then unused layers. */
 int shl_store_prune(shl_store *s, int all, shl_rm_fn fn, void *ctx);
 
+/* Garbage collection (mark and sweep, no stored reference counts): under the
+ * exclusive store lock, one transaction deletes every layer record, alias and
+ * blob that no stored image uses; then the files of those layers and any file
+ * in layers/ the index does not name are unlinked. Images are kept, tagged or
+ * not. fn (may be NULL) hears ("Deleted layer", diff_id), ("Deleted blob",
+ * digest), ("Deleted alias", digest), ("Removed file", path). */
+typedef struct shl_gc_report {
+	uint64_t layers, blobs, aliases, files, bytes; /* bytes: of unlinked files */
+} shl_gc_report;
+int shl_store_gc(shl_store *s, shl_gc_report *report, shl_rm_fn fn, void *ctx);
+
 /* The diff_ids of an image's layers, bottom first. */
 typedef int (*shl_layer_fn)(void *ctx, const char *diff_id);
 int shl_store_image_layers(shl_store *s, const char *ref, shl_layer_fn fn, void *ctx);
 
-/* The stored files of a layer (by diff_id); paths valid until close. */
+/* The stored files of a layer (by diff_id): <root>/layers/<hex>.tar and
+ * .erofs written into the buffers (either may be NULL). */
 int shl_store_layer_paths(shl_store *s, const char *diff_id, char *tar, size_t tar_len,
 			  char *erofs, size_t erofs_len);
+
+/* 1 if the layer (by diff_id) is stored, else 0. */
+int shl_store_layer_has(shl_store *s, const char *diff_id);
+
+/* The manifest digests of the images that use a layer (computed from the
+ * image records; nothing is reference-counted). */
+int shl_store_layer_users(shl_store *s, const char *diff_id, shl_layer_fn fn, void *ctx);
 
 #ifdef __cplusplus
 }
