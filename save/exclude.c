@@ -117,20 +117,21 @@ int shl_save__read_exclude(shl_saver *v, const char *path)
 	}
 	/* a pipe (e.g. <(ssh target shale df --layers --json)) has no size: grow up to the cap */
 	cap = S_ISREG(st.st_mode) && (uint64_t)st.st_size < EXCLUDE_CAP ? (size_t)st.st_size + 2 : 1u << 16;
+	if (!(data = malloc(cap))) {
+		rc = shl_err(SHL_ENOMEM, "out of memory");
+		goto out;
+	}
 	for (;;) {
 		ssize_t n;
-		if (len + 1 >= cap || !data) {
+		if (len + 1 >= cap) {
 			char *nd;
-			if (data)
-				cap = cap > EXCLUDE_CAP / 2 ? EXCLUDE_CAP + 2 : cap * 2;
+			cap = cap > EXCLUDE_CAP / 2 ? EXCLUDE_CAP + 2 : cap * 2;
 			if (!(nd = realloc(data, cap))) {
 				rc = shl_err(SHL_ENOMEM, "out of memory");
 				goto out;
 			}
 			data = nd;
 		}
-		/* data was allocated just above on the first pass */
-		/* cppcheck-suppress nullPointerArithmeticRedundantCheck */
 		n = read(fd, data + len, cap - 1 - len);
 		if (n < 0 && errno == EINTR)
 			continue;

@@ -282,6 +282,7 @@ static int tmp_file(const char *dir)
 		return fd;
 	if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
 		return shl_err_sys(SHL_EIO, "temp file in %s", dir);
+	/* a filesystem without O_TMPFILE: a named temp file, unlinked at once */
 	snprintf(path, sizeof(path), "%s/save-XXXXXX", dir);
 	if ((fd = mkostemp(path, O_CLOEXEC)) < 0)
 		return shl_err_sys(SHL_EIO, "temp file in %s", dir);

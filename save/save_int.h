@@ -78,8 +78,9 @@ typedef struct shl_saver {
 int shl_save__read_exclude(shl_saver *v, const char *path);
 int shl_save__excluded(const shl_saver *v, const char *diff_id);
 
-/* The archive's JSON documents, deterministic bytes (compact JSON). repos is
- * NULL-able: only the docker format writes manifest.json and repositories. */
+/* The archive's JSON documents (save/layout.c), members in a fixed order so
+ * the compact dump is deterministic. Only the docker format writes
+ * manifest.json and repositories. */
 int shl_save__index_json(const shl_saver *v, shl_json **out);
 int shl_save__manifest_json(const shl_saver *v, shl_json **out);
 int shl_save__repositories(const shl_saver *v, shl_json **out);

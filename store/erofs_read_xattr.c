@@ -58,6 +58,10 @@ int shl_erofs__load_xprefixes(shl_erofs *e)
 	if (e->packed_nid && !(e->feature_compat & COMPAT_PLAIN_XATTR_PFX)) {
 		if ((rc = shl_erofs__inode(e, e->packed_nid, &packed_ino)))
 			return shl_err_ctx(rc, "erofs: packed inode");
+		/* usually compressed: then only entries using the table fail */
+		if (packed_ino.layout != ERD_LAYOUT_FLAT_PLAIN && packed_ino.layout != ERD_LAYOUT_FLAT_INLINE &&
+		    packed_ino.layout != ERD_LAYOUT_CHUNK_BASED)
+			return 0;
 		packed = &packed_ino;
 	}
 	e->xprefixes = calloc(e->xprefix_count, sizeof(*e->xprefixes));
@@ -98,6 +102,9 @@ static int emit(shl_erofs *e, uint64_t nid, const uint8_t *ent, shl_erofs_xattr_
 		if ((index & 0x7f) >= e->xprefix_count)
 			return shl_err(SHL_EFORMAT, "erofs nid %llu: xattr uses long prefix %u of %u",
 				       NID(nid), index & 0x7f, e->xprefix_count);
+		if (!e->xprefixes)
+			return shl_err(SHL_EUNSUPPORTED, "erofs nid %llu: long xattr prefixes in a compressed "
+				       "packed inode are not supported", NID(nid));
 		x = &e->xprefixes[index & 0x7f];
 		if (!(pfx = short_prefix(x->base_index)))
 			return shl_err(SHL_EUNSUPPORTED, "erofs nid %llu: xattr name index %u not supported",

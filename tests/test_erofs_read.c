@@ -724,6 +724,18 @@ static int ext_rec_cb(void *ctx, uint64_t fo, int dev, uint64_t off, uint64_t le
 	return 0;
 }
 
+static int stop_dirent(void *ctx, const char *name, size_t len, uint64_t nid, unsigned type)
+{
+	(void)name; (void)len; (void)nid; (void)type;
+	return ++*(int *)ctx == 2 ? 7 : 0;
+}
+
+static int stop_walk(void *ctx, const char *path, const shl_erofs_stat *st)
+{
+	(void)st;
+	return !strcmp(path, "g") ? ++*(int *)ctx + 4 : 0;
+}
+
 static void check_crafted(shl_erofs *e)
 {
 	uint8_t f[2500], g[1200], h[700];
@@ -732,6 +744,8 @@ static void check_crafted(shl_erofs *e)
 	struct xlist xl;
 	struct ext_rec r;
 	uint64_t nid = 0;
+	size_t got;
+	int n = 0;
 
 	for (int i = 0; i < 2500; i++)
 		f[i] = i < 1024 ? dev_byte((size_t)i) : i < 2048 ? 0 : dev_byte((size_t)i);
@@ -758,6 +772,13 @@ static void check_crafted(shl_erofs *e)
 	CHECK_OK(shl_erofs_lookup(e, "c", &nid));
 	CHECK_OK(shl_erofs_getattr(e, nid, &st));
 	CHECK(S_ISCHR(st.mode) && st.rdev_major == 300 && st.rdev_minor == 70000);
+	CHECK_ERR(shl_erofs_pread(e, nid, f, 1, 0, &got), SHL_EINVAL);
+	CHECK_ERR(shl_erofs_readlink(e, nid, (char *)f, 10), SHL_EINVAL);
+	CHECK_ERR(shl_erofs_readdir(e, nid, stop_dirent, &n), SHL_EINVAL);
+	/* callbacks stop readdir and the walk with their own value */
+	CHECK(shl_erofs_readdir(e, 40, stop_dirent, &n) == 7 && n == 2);
+	n = 0;
+	CHECK(shl_erofs_walk(e, stop_walk, &n) == 5 && n == 1);
 	memset(&r, 0, sizeof(r));
 	CHECK_OK(shl_erofs_lookup(e, "f", &nid));
 	CHECK_OK(shl_erofs_extents(e, nid, ext_rec_cb, &r));

@@ -192,6 +192,14 @@ def run(work):
     inc2 = os.path.join(work, "inc2.tar")
     shale(st1, "save", "--exclude-layers", have_txt, "-o", inc2, "localhost/multi:1")
     check(read(inc2) == read(inc), "text and JSON exclude lists give the same archive")
+    # ... and from a pipe, as in --exclude-layers <(ssh target shale df --layers --json)
+    rfd, wfd = os.pipe()
+    os.write(wfd, read(have))
+    os.close(wfd)
+    inc3 = os.path.join(work, "inc3.tar")
+    shale(st1, "save", "--exclude-layers", f"/dev/fd/{rfd}", "-o", inc3, "localhost/multi:1", pass_fds=(rfd,))
+    os.close(rfd)
+    check(read(inc3) == read(inc), "exclude list from a pipe")
 
     # errors: one line, exit 1, nothing written, no temp file; an existing file stays
     errdir = os.path.join(work, "errdir")
