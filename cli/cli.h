@@ -52,5 +52,8 @@ int cmd_mount(int argc, char **argv);
 int cmd_umount(int argc, char **argv);
 int cmd_mounts(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
+int cmd_push(int argc, char **argv);
+int cmd_import(int argc, char **argv);
 
 #endif

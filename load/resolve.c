@@ -225,6 +225,7 @@ struct image_in {
 	shl_load_names names;
 	const char *index_digest;       /* nested index it came from (kept as extra blob) */
 	const char *original;           /* "io.shale.original-manifest": the registry's manifest */
+	const char *repo_digests;       /* "io.shale.repo-digests": "repo@sha256:..,..." */
 };
 
 /* The extra blobs an image record keeps: its index and the original manifest. */
@@ -290,6 +291,24 @@ static int set_names(struct loader *L, const struct image_in *in, const char *di
 			snprintf(rd, sizeof(rd), "%s@%s", repo, orig);
 			rc = shl_batch_set_ref(L->batch, rd, digest);
 		}
+	}
+	/* repo digests saved by `shale save` (e.g. a registry index's digest) */
+	for (const char *p = in->repo_digests; !rc && p && *p;) {
+		size_t n = strcspn(p, ",");
+		char one[700], full[700];
+		shl_ref r;
+		if (n && n < sizeof(one)) {
+			snprintf(one, sizeof(one), "%.*s", (int)n, p);
+			if (shl_ref_parse(one, &r) == 0 && r.digest[0] && !r.tag[0]) {
+				shl_ref_full(&r, full, sizeof(full));
+				rc = shl_batch_set_ref(L->batch, full, digest);
+			} else {
+				shl_error_clear(); /* a bad entry is skipped, not fatal */
+			}
+		}
+		p += n;
+		if (*p)
+			p++;
 	}
 	if (!rc && !in->names.n) {
 		char line[100];
@@ -528,6 +547,7 @@ static int load_manifest(struct loader *L, const shl_json *desc, const shl_load_
 	in.names = *names;
 	in.index_digest = index_digest;
 	in.original = shl_json_get_str(shl_json_get(desc, "annotations"), "io.shale.original-manifest");
+	in.repo_digests = shl_json_get_str(shl_json_get(desc, "annotations"), "io.shale.repo-digests");
 	rc = add_image(L, &in);
 out:
 	free(descs);

@@ -91,15 +91,15 @@ def main():
         check(mounts_under(root) == [], f"mounts left after runs: {mounts_under(root)}")
 
         # kill -9 of shale: the container dies with it, the next command cleans up
-        p = subprocess.Popen([L.SHALE, "--root", root, "run", "bb:1", "/bin/sh", "-c", "echo up; sleep 60"],
+        p = subprocess.Popen([L.SHALE, "--root", root, "run", "bb:1", "/bin/sh", "-c", "echo up; sleep 6047"],
                              stdout=subprocess.PIPE)
         check(p.stdout.readline().strip() == b"up", "background run started")
         os.kill(p.pid, signal.SIGKILL)
         p.wait()
         deadline = time.time() + 10
-        while time.time() < deadline and subprocess.run(["pgrep", "-f", "sleep 60"], capture_output=True).returncode == 0:
+        while time.time() < deadline and subprocess.run(["pgrep", "-f", "sleep 6047"], capture_output=True).returncode == 0:
             time.sleep(0.1)
-        check(subprocess.run(["pgrep", "-f", "sleep 60"], capture_output=True).returncode != 0,
+        check(subprocess.run(["pgrep", "-f", "sleep 6047"], capture_output=True).returncode != 0,
               "the container outlived shale")
         subprocess.run([L.SHALE, "--root", root, "mounts"], capture_output=True)
         check(mounts_under(root) == [], f"mounts left after kill -9: {mounts_under(root)}")

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "util/decomp.h"
+#include "util/dio.h"
 #include "util/err.h"
 #include "util/hash.h"
 #include "util/instream.h"
@@ -77,6 +78,7 @@ struct shl_instream {
 	uint64_t out_off;               /* offset in out_fd; sync_file_range window */
 	uint64_t synced;
 	int out_seekable;
+	shl_dio *dio;                   /* direct writes of the tee (regular files) */
 
 	/* rings */
 	uint8_t *plain[PLAIN_N];
@@ -110,6 +112,12 @@ struct shl_instream {
 
 static int write_out(shl_instream *s, const uint8_t *p, size_t len)
 {
+	if (s->dio) {
+		int rc = shl_dio_write(s->dio, p, len);
+		if (!rc)
+			s->out_off += len;
+		return rc;
+	}
 	while (len) {
 		ssize_t n = write(s->out_fd, p, len);
 		if (n < 0 && errno == EINTR)
@@ -382,6 +390,8 @@ static int setup(shl_instream *s)
 		off_t off = lseek(s->out_fd, 0, SEEK_CUR);
 		s->out_seekable = off >= 0;
 		s->out_off = s->synced = off >= 0 ? (uint64_t)off : 0;
+		if (s->out_seekable && (rc = shl_dio_open(&s->dio, s->out_fd, s->out_off)))
+			return rc;
 	}
 	if (!s->fn && fstat(s->in_fd, &st) == 0) {
 		if (S_ISREG(st.st_mode))
@@ -567,6 +577,8 @@ int shl_instream_finish(shl_instream *s, shl_instream_result *res)
 	stop_thread(s, 0);
 	if ((rc = thread_error(s)))
 		return fail(s, rc);
+	if (s->dio && (rc = shl_dio_finish(s->dio)))
+		return fail(s, rc);
 	s->state = ST_FINISHED;
 	res->compression = s->comp;
 	res->raw_size = s->raw_size;
@@ -598,5 +610,6 @@ void shl_instream_free(shl_instream *s)
 	shl_sha256_free(s->sha_plain);
 	shl_sha256_free(s->sha_raw);
 	shl_xxh3_free(s->xxh);
+	shl_dio_free(s->dio);
 	free(s);
 }

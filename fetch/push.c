@@ -1,0 +1,496 @@
+/*
+ * fetch/push.c - `shale push`: upload a stored image. For every layer, the
+ * compressed blob the image came with is used when the target registry has
+ * it already (HEAD) or can mount it from another repository of the same
+ * registry; otherwise the stored tar is compressed on the fly (gzip, or zstd)
+ * by a thread writing into a pipe that curl streams as one chunked PATCH,
+ * hashed as it goes, and committed with PUT ?digest=. Then the config, then
+ * an OCI manifest, or the image's own manifest verbatim when every layer
+ * kept its original blob (the manifest digest survives pull -> push).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fetch/registry.h"
+#include "shale/ref.h"
+#include "store/store_int.h"
+#include "util/compress.h"
+#include "util/err.h"
+#include "util/hash.h"
+#include "util/instream.h"
+
+#define MT_OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
+#define MT_OCI_CONFIG "application/vnd.oci.image.config.v1+json"
+
+struct pusher {
+	shl_store *s;
+	const shl_push_opts *o;
+	shl_reg_fn fn;
+	void *ctx;
+	struct shl_reg *reg;
+	shl_ref dest;
+	char scope[1400];
+	char from_repo[600];    /* same-registry repository the image came from, for mounts */
+	int comp;
+};
+
+static void emit(struct pusher *P, int kind, const char *digest, const char *text, uint64_t cur, uint64_t total)
+{
+	shl_reg_event ev = { kind, digest, text, cur, total };
+
+	if (P->fn)
+		P->fn(P->ctx, &ev);
+}
+
+static int fail_status(struct pusher *P, const char *what, long status, const char *body, size_t len)
+{
+	char msg[300];
+
+	shl_http_error_text(status, body, len, msg, sizeof(msg));
+	return shl_err(status == 401 || status == 403 ? SHL_EAUTH : SHL_ENET, "push %s/%s: %s: %s", P->dest.domain,
+		       P->dest.path, what, msg);
+}
+
+/* 1 if the registry has the blob, 0 if not. */
+static int has_blob(struct pusher *P, const char *digest)
+{
+	char path[800];
+	struct shl_http_req rq = { .url = path, .no_body = 1, .cap = 1 << 16 };
+	long status = 0;
+	int rc;
+
+	snprintf(path, sizeof(path), "/v2/%s/blobs/%s", P->dest.path, digest);
+	if ((rc = shl_reg_request(P->reg, P->scope, &rq, &status, NULL, NULL, NULL)))
+		return rc;
+	return status == 200;
+}
+
+/* Try a cross-repository mount; 1 mounted, 0 not (then *location may hold an
+ * upload session the registry opened instead). */
+static int try_mount(struct pusher *P, const char *digest, char *location, size_t loclen)
+{
+	char path[1600];
+	struct shl_http_req rq = { .method = "POST", .url = path, .body = "", .body_len = 0, .cap = 1 << 16 };
+	struct shl_http_hdrs h;
+	char *body = NULL;
+	long status = 0;
+	int rc;
+
+	location[0] = '\0';
+	if (!P->from_repo[0])
+		return 0;
+	snprintf(path, sizeof(path), "/v2/%s/blobs/uploads/?mount=%s&from=%s", P->dest.path, digest, P->from_repo);
+	rc = shl_reg_request(P->reg, P->scope, &rq, &status, &h, &body, NULL);
+	free(body);
+	if (rc)
+		return rc;
+	if (status == 201)
+		return 1;
+	if (status == 202)
+		snprintf(location, loclen, "%s", h.location);
+	return 0;
+}
+
+static int start_upload(struct pusher *P, char *location, size_t loclen)
+{
+	char path[800];
+	struct shl_http_req rq = { .method = "POST", .url = path, .body = "", .body_len = 0, .cap = 1 << 16 };
+	struct shl_http_hdrs h;
+	char *body = NULL;
+	size_t len = 0;
+	long status = 0;
+	int rc;
+
+	snprintf(path, sizeof(path), "/v2/%s/blobs/uploads/", P->dest.path);
+	if ((rc = shl_reg_request(P->reg, P->scope, &rq, &status, &h, &body, &len)))
+		return rc;
+	if (status != 202 || !h.location[0]) {
+		rc = fail_status(P, "starting an upload", status, body, len);
+		free(body);
+		return rc;
+	}
+	free(body);
+	snprintf(location, loclen, "%s", h.location);
+	return 0;
+}
+
+/* Location may be relative ("/v2/..."): make it a path or absolute URL for
+ * shl_reg_request, with `extra` query appended. */
+static void upload_url(const char *loc, const char *extra, char *out, size_t len)
+{
+	snprintf(out, len, "%s%s%s", loc, extra[0] ? (strchr(loc, '?') ? "&" : "?") : "", extra);
+}
+
+/* Finish an upload with PUT ?digest= (body: the whole blob for monolithic uploads). */
+static int put_digest(struct pusher *P, const char *location, const char *digest, const void *body, size_t len)
+{
+	char extra[100], url[4400];
+	struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/octet-stream");
+	struct shl_http_req rq = { .method = "PUT", .url = url, .hdrs = hdrs, .body = body ? body : "", .body_len = len,
+				   .cap = 1 << 16 };
+	char *resp = NULL;
+	size_t rlen = 0;
+	long status = 0;
+	int rc;
+
+	snprintf(extra, sizeof(extra), "digest=%s", digest);
+	upload_url(location, extra, url, sizeof(url));
+	rc = shl_reg_request(P->reg, P->scope, &rq, &status, NULL, &resp, &rlen);
+	curl_slist_free_all(hdrs);
+	if (!rc && status != 201)
+		rc = fail_status(P, digest, status, resp, rlen);
+	free(resp);
+	return rc;
+}
+
+/* ---- streaming a compressed layer --------------------------------------------------- */
+
+struct comp_job {
+	int in_fd, out_fd, comp, rc;
+	uint8_t sha[32];
+	uint64_t size;
+	char msg[300];
+};
+
+static void *compress_thread(void *arg)
+{
+	struct comp_job *j = arg;
+
+	j->rc = shl_compress_fd(j->in_fd, j->out_fd, j->comp, j->sha, &j->size);
+	if (j->rc)
+		snprintf(j->msg, sizeof(j->msg), "%s", shl_error_last());
+	close(j->out_fd);
+	return NULL;
+}
+
+struct pipe_src {
+	int fd;
+	uint64_t sent;
+	struct pusher *P;
+	const char *diff_id;
+	double last;
+};
+
+static size_t read_pipe(char *buf, size_t size, size_t n, void *ud)
+{
+	struct pipe_src *ps = ud;
+	ssize_t k;
+
+	do
+		k = read(ps->fd, buf, size * n);
+	while (k < 0 && errno == EINTR);
+	if (k < 0)
+		return CURL_READFUNC_ABORT;
+	ps->sent += (uint64_t)k;
+	if (shl_reg_now() - ps->last > 0.2) {
+		ps->last = shl_reg_now();
+		emit(ps->P, SHL_REG_PROGRESS, ps->diff_id, "Pushing", ps->sent, 0);
+	}
+	return (size_t)k;
+}
+
+static int upload_layer(struct pusher *P, const char *diff_id, char digest[72], int64_t *size)
+{
+	char tar[4096], location[4096], url[4400];
+	struct comp_job job = { -1, -1, P->comp, 0, { 0 }, 0, "" };
+	struct pipe_src ps = { -1, 0, P, diff_id, 0 };
+	struct shl_http_hdrs h;
+	struct curl_slist *hdrs = NULL;
+	char errbuf[CURL_ERROR_SIZE] = "";
+	pthread_t th;
+	int pfd[2] = { -1, -1 }, started = 0, rc;
+	long status = 0;
+	CURL *c = NULL;
+
+	if ((rc = shl_store_layer_paths(P->s, diff_id, tar, sizeof(tar), NULL, 0)))
+		return rc;
+	if ((rc = start_upload(P, location, sizeof(location))))
+		return rc;
+	if ((job.in_fd = open(tar, O_RDONLY | O_CLOEXEC)) < 0)
+		return shl_err_sys(SHL_EIO, "open %s", tar);
+	if (pipe2(pfd, O_CLOEXEC)) {
+		rc = shl_err_sys(SHL_EIO, "pipe");
+		goto out;
+	}
+	job.out_fd = pfd[1];
+	ps.fd = pfd[0];
+	if (pthread_create(&th, NULL, compress_thread, &job)) {
+		rc = shl_err(SHL_ENOMEM, "cannot start the compression thread");
+		goto out;
+	}
+	started = 1;
+	pfd[1] = -1; /* the thread closes it */
+	/* one streamed PATCH (chunked): the size is unknown until the end */
+	if ((rc = shl_reg_auth(P->reg, P->scope, 0, &hdrs)))
+		goto out;
+	hdrs = curl_slist_append(hdrs, "Content-Type: application/octet-stream");
+	hdrs = curl_slist_append(hdrs, "Transfer-Encoding: chunked");
+	if (!strncmp(location, "http://", 7) || !strncmp(location, "https://", 8))
+		snprintf(url, sizeof(url), "%s", location);
+	else
+		snprintf(url, sizeof(url), "%s%s", P->reg->base, location);
+	if (!(c = shl_http_easy(P->reg->o, &h))) {
+		rc = shl_err(SHL_ENOMEM, "out of memory");
+		goto out;
+	}
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "PATCH");
+	curl_easy_setopt(c, CURLOPT_READFUNCTION, read_pipe);
+	curl_easy_setopt(c, CURLOPT_READDATA, &ps);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+	CURLcode cc = curl_easy_perform(c);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	close(ps.fd);
+	ps.fd = -1;
+	pthread_join(th, NULL);
+	started = 0;
+	if (job.rc) {
+		rc = shl_err(job.rc, "compressing layer %s: %s", diff_id, job.msg);
+		goto out;
+	}
+	if (cc != CURLE_OK) {
+		rc = shl_err(SHL_ENET, "push %s: uploading layer %s: %s", P->dest.path, diff_id,
+			     errbuf[0] ? errbuf : curl_easy_strerror(cc));
+		goto out;
+	}
+	if (status != 202 && status != 204 && status != 201) {
+		rc = fail_status(P, "uploading a layer", status, NULL, 0);
+		goto out;
+	}
+	shl_digest_str(job.sha, digest);
+	*size = (int64_t)job.size;
+	rc = put_digest(P, h.location[0] ? h.location : location, digest, NULL, 0);
+out:
+	if (c)
+		curl_easy_cleanup(c);
+	curl_slist_free_all(hdrs);
+	if (ps.fd >= 0)
+		close(ps.fd);
+	if (started)
+		pthread_join(th, NULL);
+	if (pfd[1] >= 0)
+		close(pfd[1]);
+	if (job.in_fd >= 0)
+		close(job.in_fd);
+	return rc;
+}
+
+static int upload_small(struct pusher *P, const char *digest, const void *data, size_t len)
+{
+	char location[4096];
+	int rc = has_blob(P, digest);
+
+	if (rc != 0)
+		return rc < 0 ? rc : 0;
+	if ((rc = start_upload(P, location, sizeof(location))))
+		return rc;
+	return put_digest(P, location, digest, data, len);
+}
+
+/* ---- the image ---------------------------------------------------------------------- */
+
+static const char *oci_media(const char *mt)
+{
+	if (!strcmp(mt, "application/vnd.docker.image.rootfs.diff.tar.gzip"))
+		return "application/vnd.oci.image.layer.v1.tar+gzip";
+	if (!strcmp(mt, "application/vnd.docker.image.rootfs.diff.tar.zstd"))
+		return "application/vnd.oci.image.layer.v1.tar+zstd";
+	if (!strcmp(mt, "application/vnd.docker.image.rootfs.diff.tar"))
+		return "application/vnd.oci.image.layer.v1.tar";
+	return mt;
+}
+
+/* A repository of the destination registry (other than the destination) that
+ * names this image: a blob source for cross-repository mounts. */
+static void find_from_repo(struct pusher *P, const char *ref)
+{
+	char *js = NULL;
+	shl_json *j = NULL;
+
+	if (shl_store_inspect(P->s, ref, &js) || shl_json_parse(&j, js, strlen(js), 64u << 20, "inspect")) {
+		shl_error_clear();
+		free(js);
+		return;
+	}
+	shl_json *img = shl_json_is_array(j) ? shl_json_at(j, 0) : j;
+	for (int k = 0; k < 2 && !P->from_repo[0]; k++) {
+		shl_json *arr = shl_json_get(img, k ? "RepoDigests" : "RepoTags");
+		for (size_t i = 0; i < shl_json_len(arr); i++) {
+			shl_ref r;
+			const char *s = shl_json_str(shl_json_at(arr, i));
+			if (!s || shl_ref_parse(s, &r) || strcmp(r.domain, P->dest.domain) || !strcmp(r.path, P->dest.path))
+				continue;
+			snprintf(P->from_repo, sizeof(P->from_repo), "%s", r.path);
+			break;
+		}
+	}
+	shl_error_clear();
+	shl_json_put(j);
+	free(js);
+}
+
+static int push_layers(struct pusher *P, shl_json *layers, shl_json *out, int *verbatim)
+{
+	int rc = 0;
+
+	*verbatim = 1;
+	for (size_t i = 0; i < shl_json_len(layers) && !rc; i++) {
+		shl_json *l = shl_json_at(layers, i), *e;
+		const char *diff = shl_json_get_str(l, "diff_id"), *dg = shl_json_get_str(l, "digest"),
+			   *mt = shl_json_get_str(l, "media_type");
+		int64_t size = 0, tar_size = 0;
+		char digest[72], location[4096];
+		const char *media;
+		shl_json_get_int(l, "size", &size);
+		shl_json_get_int(l, "tar_size", &tar_size);
+		if (!diff || !dg || !mt)
+			return shl_err(SHL_EFORMAT, "image record: layer %zu incomplete", i);
+		emit(P, SHL_REG_LAYER, diff, "Preparing", 0, (uint64_t)tar_size);
+		int have = 0;
+		if (strcmp(dg, diff)) {
+			/* the compressed blob the image came with: present, or mountable? */
+			if ((have = has_blob(P, dg)) < 0)
+				return have;
+			if (have) {
+				emit(P, SHL_REG_LAYER, diff, "Layer already exists", 0, 0);
+			} else if ((have = try_mount(P, dg, location, sizeof(location))) < 0) {
+				return have;
+			} else if (have) {
+				char txt[700];
+				snprintf(txt, sizeof(txt), "Mounted from %s", P->from_repo);
+				emit(P, SHL_REG_LAYER, diff, txt, 0, 0);
+			}
+		}
+		if (have) {
+			snprintf(digest, sizeof(digest), "%s", dg);
+			media = oci_media(mt);
+		} else {
+			*verbatim = 0;
+			emit(P, SHL_REG_LAYER, diff, "Pushing", 0, (uint64_t)tar_size);
+			if ((rc = upload_layer(P, diff, digest, &size)))
+				return rc;
+			media = P->comp == SHL_COMP_ZSTD ? "application/vnd.oci.image.layer.v1.tar+zstd"
+							  : "application/vnd.oci.image.layer.v1.tar+gzip";
+			emit(P, SHL_REG_LAYER, diff, "Pushed", (uint64_t)size, (uint64_t)size);
+		}
+		if (!(e = shl_json_new_object()) || (rc = shl_json_set_str(e, "mediaType", media)) ||
+		    (rc = shl_json_set_str(e, "digest", digest)) || (rc = shl_json_set_int(e, "size", size))) {
+			shl_json_put(e);
+			return rc ? rc : shl_err(SHL_ENOMEM, "out of memory");
+		}
+		rc = shl_json_push(out, e);
+	}
+	return rc;
+}
+
+static int put_manifest(struct pusher *P, const char *bytes, size_t len, const char *media, char digest[72])
+{
+	char path[800], ct[200];
+	struct curl_slist *hdrs;
+	struct shl_http_req rq = { .method = "PUT", .url = path, .body = bytes, .body_len = len, .cap = 1 << 16 };
+	uint8_t sha[32];
+	char *resp = NULL;
+	size_t rlen = 0;
+	long status = 0;
+	int rc;
+
+	snprintf(ct, sizeof(ct), "Content-Type: %s", media);
+	hdrs = curl_slist_append(NULL, ct);
+	rq.hdrs = hdrs;
+	snprintf(path, sizeof(path), "/v2/%s/manifests/%s", P->dest.path, P->dest.tag[0] ? P->dest.tag : "latest");
+	rc = shl_reg_request(P->reg, P->scope, &rq, &status, NULL, &resp, &rlen);
+	curl_slist_free_all(hdrs);
+	if (!rc && status != 201 && status != 200)
+		rc = fail_status(P, "manifest", status, resp, rlen);
+	free(resp);
+	shl_sha256_buf(bytes, len, sha);
+	shl_digest_str(sha, digest);
+	return rc;
+}
+
+int shl_push(shl_store *s, const char *ref, const char *dest, const shl_push_opts *o, shl_reg_fn fn, void *ctx)
+{
+	struct pusher P;
+	char manifest[72], digest[72], *mbytes = NULL, *mmedia = NULL, *cbytes = NULL, done[800];
+	size_t mlen = 0, clen = 0;
+	shl_json *rec = NULL, *man = NULL, *layers_out = NULL, *cfgd = NULL;
+	const char *config, *media, *outb;
+	int rc, verbatim = 0;
+	size_t outlen = 0;
+
+	memset(&P, 0, sizeof(P));
+	P.s = s;
+	P.o = o;
+	P.fn = fn;
+	P.ctx = ctx;
+	P.comp = o->compress && !strcmp(o->compress, "zstd") ? SHL_COMP_ZSTD : SHL_COMP_GZIP;
+	if (o->compress && strcmp(o->compress, "zstd") && strcmp(o->compress, "gzip"))
+		return shl_err(SHL_EINVAL, "--compress wants gzip or zstd, not '%s'", o->compress);
+	if ((rc = shl_store_resolve(s, ref, manifest)))
+		return rc;
+	if ((rc = shl_ref_parse(dest ? dest : ref, &P.dest)))
+		return rc;
+	if (!P.dest.tag[0])
+		snprintf(P.dest.tag, sizeof(P.dest.tag), "latest");
+	find_from_repo(&P, ref);
+	if (P.from_repo[0])
+		snprintf(P.scope, sizeof(P.scope), "repository:%s:pull,push repository:%s:pull", P.dest.path, P.from_repo);
+	else
+		snprintf(P.scope, sizeof(P.scope), "repository:%s:pull,push", P.dest.path);
+	if ((rc = shl_store__get_image(s, manifest, &rec)) ||
+	    (rc = shl_store__get_blob(s, manifest, &mbytes, &mlen, &mmedia)))
+		goto out;
+	config = shl_json_get_str(rec, "config");
+	if (!config || (rc = shl_store__get_blob(s, config, &cbytes, &clen, NULL)))
+		goto out;
+	if ((rc = shl_reg_open(&P.reg, P.dest.domain, NULL, &o->reg)))
+		goto out;
+	if (!(layers_out = shl_json_new_array())) {
+		rc = shl_err(SHL_ENOMEM, "out of memory");
+		goto out;
+	}
+	if ((rc = push_layers(&P, shl_json_get(rec, "layers"), layers_out, &verbatim)))
+		goto out;
+	if ((rc = upload_small(&P, config, cbytes, clen)))
+		goto out;
+	media = mmedia && *mmedia ? mmedia : MT_OCI_MANIFEST;
+	if (verbatim && (!strcmp(media, MT_OCI_MANIFEST) ||
+			 !strcmp(media, "application/vnd.docker.distribution.manifest.v2+json"))) {
+		outb = mbytes;
+		outlen = mlen;
+	} else {
+		media = MT_OCI_MANIFEST;
+		if (!(man = shl_json_new_object()) || !(cfgd = shl_json_new_object()) ||
+		    (rc = shl_json_set(man, "schemaVersion", shl_json_new_int(2))) ||
+		    (rc = shl_json_set_str(man, "mediaType", MT_OCI_MANIFEST)) ||
+		    (rc = shl_json_set_str(cfgd, "mediaType", MT_OCI_CONFIG)) ||
+		    (rc = shl_json_set_str(cfgd, "digest", config)) || (rc = shl_json_set_int(cfgd, "size", (int64_t)clen)) ||
+		    (rc = shl_json_set(man, "config", shl_json_ref(cfgd))) ||
+		    (rc = shl_json_set(man, "layers", shl_json_ref(layers_out)))) {
+			rc = rc ? rc : shl_err(SHL_ENOMEM, "out of memory");
+			goto out;
+		}
+		outb = shl_json_dump(man, 0, &outlen);
+	}
+	if ((rc = put_manifest(&P, outb, outlen, media, digest)))
+		goto out;
+	snprintf(done, sizeof(done), "%s/%s:%s@%s", P.dest.domain, P.dest.path, P.dest.tag, digest);
+	emit(&P, SHL_REG_DONE, NULL, done, 0, 0);
+out:
+	shl_json_put(rec);
+	shl_json_put(man);
+	shl_json_put(cfgd);
+	shl_json_put(layers_out);
+	free(mbytes);
+	free(mmedia);
+	free(cbytes);
+	shl_reg_close(P.reg);
+	return rc;
+}

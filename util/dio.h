@@ -1,0 +1,28 @@
+/*
+ * util/dio.h - an appending writer that bypasses the page cache (O_DIRECT)
+ * for the stored layer tars. On this kind of VM, buffered writes of fresh
+ * page-cache pages plus the fsync cost ~4x the direct writes of the same
+ * bytes (bench: 2 GB in 1.2 s direct vs 4.6-5.6 s buffered+fsync). Whole
+ * aligned blocks go straight to the disk from one aligned buffer; the
+ * unaligned tail goes through the ordinary descriptor at the end, so the
+ * caller's fsync covers everything.
+ */
+#ifndef SHL_UTIL_DIO_H
+#define SHL_UTIL_DIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct shl_dio shl_dio;
+
+/* Start appending to regular file `fd` at offset `off`. *out is NULL (and 0
+ * returned) when direct I/O cannot be used (filesystem without O_DIRECT,
+ * unaligned offset, $SHALE_NO_DIRECT set): write buffered instead. */
+int shl_dio_open(shl_dio **out, int fd, uint64_t off);
+/* Append bytes (copied; written in whole blocks as the buffer fills). */
+int shl_dio_write(shl_dio *d, const void *p, size_t len);
+/* Write what is left, leave fd's file position at the end. */
+int shl_dio_finish(shl_dio *d);
+void shl_dio_free(shl_dio *d);
+
+#endif
