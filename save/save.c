@@ -564,6 +564,7 @@ static int write_archive(shl_saver *v, int out_fd)
 		goto out;
 	rc = shl_tarout_finish(&t);
 out:
+	shl_tarout_release(&t);
 	free(bs);
 	return rc;
 }

@@ -9,26 +9,34 @@
  * to the output inside the kernel: copy_file_range() when the output is a
  * regular file (on filesystems with reflinks it shares extents), sendfile()
  * when it is a pipe or a socket, and a pread/write loop only when the kernel
- * refuses both. The headers themselves are simple: every name shale writes is
+ * refuses both. Exception: a regular-file output on a filesystem with
+ * O_DIRECT gets everything through util/dio.c (read + direct write), because
+ * the in-kernel copy into fresh page-cache pages is what costs most there
+ * (bench_load_save.sh: 2 GB saved in 6.9 s via copy_file_range on this VM).
+ * The headers themselves are simple: every name shale writes is
  * short (blobs/sha256/<64 hex> is 77 bytes), everything is root-owned with
  * mtime 0. A body of 8 GiB or more does not fit the 11-digit octal size field:
  * it gets a pax 'x' header with a "size" record (POSIX.1-2001), and the ustar
  * field carries the size in GNU base-256 for readers that skip pax headers.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sendfile.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "save/tarout.h"
+#include "util/dio.h"
 #include "util/err.h"
 
 #define USTAR_MAX_SIZE 077777777777ull
 #define COPY_CHUNK (1u << 30)
-#define RW_BUF (1u << 20)
+#define RW_BUF (4u << 20)
+#define WILLNEED_AHEAD (64u << 20)
 
 /* Wait until fd is writable (an O_NONBLOCK stdout given to us). */
 static int wait_writable(int fd)
@@ -41,10 +49,35 @@ static int wait_writable(int fd)
 	return 0;
 }
 
+/* Direct I/O for a regular-file output, decided at the first write. */
+static void dio_setup(shl_tarout *t)
+{
+	struct stat st;
+	off_t pos;
+
+	if (t->dio_tried)
+		return;
+	t->dio_tried = 1;
+	if (fstat(t->fd, &st) || !S_ISREG(st.st_mode) || (pos = lseek(t->fd, 0, SEEK_CUR)) < 0)
+		return;
+	if (shl_dio_open(&t->dio, t->fd, (uint64_t)pos) != 0) {
+		t->dio = NULL;
+		shl_error_clear(); /* out of memory for the buffer: the ordinary way */
+	}
+}
+
 static int write_all(shl_tarout *t, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
 	int rc;
+
+	dio_setup(t);
+	if (t->dio) {
+		if ((rc = shl_dio_write(t->dio, buf, len)))
+			return rc;
+		t->off += len;
+		return 0;
+	}
 
 	while (len) {
 		ssize_t n = write(t->fd, p, len);
@@ -175,9 +208,14 @@ int shl_tarout_file(shl_tarout *t, const char *name, int src, uint64_t size)
 {
 	uint64_t left = size;
 	loff_t in_off = 0;
+	uint64_t advised = 0;
 	char *buf = NULL;
 	int rc = header(t, name, size, '0', 0644);
 
+	if (!rc && t->dio) {
+		t->copy_mode = 2; /* read + direct write (see the top of the file) */
+		posix_fadvise(src, 0, 0, POSIX_FADV_SEQUENTIAL); /* bigger readahead for a cold tar */
+	}
 	while (!rc && left) {
 		size_t chunk = left > COPY_CHUNK ? COPY_CHUNK : (size_t)left;
 		ssize_t n;
@@ -201,6 +239,11 @@ int shl_tarout_file(shl_tarout *t, const char *name, int src, uint64_t size)
 			if (!buf && !(buf = malloc(RW_BUF))) {
 				rc = shl_err(SHL_ENOMEM, "out of memory");
 				break;
+			}
+			if (t->dio && (uint64_t)in_off + WILLNEED_AHEAD / 2 >= advised) {
+				/* keep the disk reading ahead while we write */
+				posix_fadvise(src, (off_t)advised, WILLNEED_AHEAD, POSIX_FADV_WILLNEED);
+				advised += WILLNEED_AHEAD;
 			}
 			n = pread(src, buf, chunk > RW_BUF ? RW_BUF : chunk, in_off);
 			if (n > 0) {
@@ -237,6 +280,16 @@ int shl_tarout_file(shl_tarout *t, const char *name, int src, uint64_t size)
 int shl_tarout_finish(shl_tarout *t)
 {
 	static const uint8_t zero[1024];
+	int rc = write_all(t, zero, sizeof(zero));
 
-	return write_all(t, zero, sizeof(zero));
+	if (!rc && t->dio)
+		rc = shl_dio_finish(t->dio);
+	shl_tarout_release(t);
+	return rc;
+}
+
+void shl_tarout_release(shl_tarout *t)
+{
+	shl_dio_free(t->dio);
+	t->dio = NULL;
 }
