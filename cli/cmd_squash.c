@@ -1,7 +1,8 @@
 /*
- * cli/cmd_squash.c - `shale squash IMAGE -o FILE [--format erofs]`: flatten an
- * image's layers in-process (whiteouts and opaque dirs applied; no mount, no
- * root) into one full-mode EROFS image. The output appears atomically.
+ * cli/cmd_squash.c - `shale squash IMAGE -o FILE [--format erofs|ext4|tar]`:
+ * flatten an image's layers in-process (whiteouts and opaque dirs applied; no
+ * mount, no root), cached by manifest digest (shl_squash_image). The output
+ * appears atomically.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -16,45 +17,21 @@
 #include "shale/squash.h"
 #include "shale/store.h"
 
-struct layers {
-	shl_store *s;
-	shl_squash_layer *v;
-	char (*paths)[2][4200];
-	size_t n;
-};
-
-static int add_layer(void *ctx, const char *diff_id)
-{
-	struct layers *l = ctx;
-	void *nv = realloc(l->v, (l->n + 1) * sizeof(*l->v)), *np;
-
-	if (!nv)
-		return -1;
-	l->v = nv;
-	np = realloc(l->paths, (l->n + 1) * sizeof(*l->paths));
-	if (!np)
-		return -1;
-	l->paths = np;
-	shl_store_layer_paths(l->s, diff_id, l->paths[l->n][0], sizeof(l->paths[l->n][0]),
-			      l->paths[l->n][1], sizeof(l->paths[l->n][1]));
-	l->n++;
-	return 0;
-}
-
 int cmd_squash(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "output", required_argument, NULL, 'o' },
 		{ "format", required_argument, NULL, 'f' },
 		{ "size", required_argument, NULL, 's' },
+		{ "no-cache", no_argument, NULL, 'n' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	shl_squash_opts o = SHL_SQUASH_OPTS_INIT;
-	struct layers l = { 0 };
+	shl_store *s = NULL;
 	const char *out = NULL;
 	char tmp[4200] = "", d[4200], b[4200];
-	int c, fd = -1, rc = 1;
+	int c, fd = -1, rc = 1, no_cache = 0, cached = 0;
 
 	while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
 		switch (c) {
@@ -81,22 +58,22 @@ int cmd_squash(int argc, char **argv)
 			o.size = v;
 			break;
 		}
-		case 'h': puts("usage: shale squash IMAGE -o FILE [--format erofs|ext4|tar] [--size N[M|G]]"); return 0;
+		case 'n': no_cache = 1; break;
+		case 'h':
+			puts("usage: shale squash IMAGE -o FILE [--format erofs|ext4|tar] [--size N[M|G]] [--no-cache]\n"
+			     "\n"
+			     "Flatten an image (whiteouts applied, no mount, no root) into one file:\n"
+			     "full-mode EROFS (default), ext4 (sized automatically, or --size) or a flat tar.\n"
+			     "Results are cached by manifest digest: squashing the same image again copies\n"
+			     "the cached file (--no-cache: neither use nor fill the cache).");
+			return 0;
 		default: return cli_usage("squash", "bad option");
 		}
 	}
 	if (optind + 1 != argc || !out)
 		return cli_usage("squash", "expected IMAGE and -o FILE");
-	if (shl_store_open(&l.s, cli_g.root) != 0)
+	if (shl_store_open(&s, cli_g.root) != 0)
 		return cli_fail(NULL);
-	if (shl_store_image_layers(l.s, argv[optind], add_layer, &l) != 0) {
-		cli_fail(NULL);
-		goto done;
-	}
-	for (size_t i = 0; i < l.n; i++) {
-		l.v[i].tar_path = l.paths[i][0];
-		l.v[i].erofs_path = l.paths[i][1];
-	}
 	snprintf(d, sizeof(d), "%s", out);
 	snprintf(b, sizeof(b), "%s", out);
 	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp.XXXXXX", dirname(d), basename(b));
@@ -107,10 +84,12 @@ int cmd_squash(int argc, char **argv)
 		goto done;
 	}
 	cli_tmp_register(tmp);
-	if (shl_squash(l.v, l.n, &o, fd) != 0) {
+	if (shl_squash_image(s, argv[optind], &o, fd, no_cache, &cached) != 0) {
 		cli_fail(argv[optind]);
 		goto done;
 	}
+	if (cached && !cli_g.quiet)
+		fprintf(stderr, "%s: from the squash cache\n", argv[optind]);
 	if (fchmod(fd, 0644) != 0 || rename(tmp, out) != 0) {
 		fprintf(stderr, "shale: error: write %s: %s\n", out, strerror(errno));
 		goto done;
@@ -125,8 +104,6 @@ done:
 		unlink(tmp);
 		cli_tmp_unregister(tmp);
 	}
-	free(l.v);
-	free(l.paths);
-	shl_store_close(l.s);
+	shl_store_close(s);
 	return rc;
 }

@@ -12,6 +12,7 @@
  * publishing and committing). Nothing is reference-counted.
  */
 #include <dirent.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -312,4 +313,48 @@ int shl_store_layer_users(shl_store *s, const char *diff_id, shl_layer_fn fn, vo
 		rc = fn(ctx, u.found.v[i]);
 	set_free(&u.found);
 	return rc;
+}
+
+/* ---- derived caches ---------------------------------------------------------------
+ * <root>/cache/squash/<manifest hex>.<format>[-<size>][.stamp] (run/squash_cache.c):
+ * entries of images the store no longer has are removed. */
+int shl_store__sweep_cache(shl_store *s, shl_rm_fn fn, void *ctx)
+{
+	char dir[4200], path[4500], digest[80];
+	struct dirent *e;
+	DIR *d;
+	int removed = 0;
+
+	snprintf(dir, sizeof(dir), "%s/cache/squash", s->root);
+	if (!(d = opendir(dir)))
+		return 0;
+	while ((e = readdir(d))) {
+		char *img = NULL;
+		size_t hl = strspn(e->d_name, "0123456789abcdef");
+		if (e->d_name[0] == '.' && strncmp(e->d_name, ".entry-", 7) && strncmp(e->d_name, ".stamp-", 7))
+			continue;
+		if (hl == 64 && e->d_name[64] == '.') {
+			snprintf(digest, sizeof(digest), "sha256:%.64s", e->d_name);
+			if (shl_index_get(s->ix, SHL_DB_IMAGES, digest, &img, NULL) == 0) {
+				free(img);
+				continue;
+			}
+			shl_error_clear();
+		} else if (e->d_name[0] == '.') {
+			/* a temp file of a squash that died: its pid is gone */
+			int pid = atoi(e->d_name + 7);
+			if (pid > 0 && kill(pid, 0) == 0)
+				continue;
+		} else {
+			continue;
+		}
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (unlink(path) == 0) {
+			removed++;
+			if (fn)
+				fn(ctx, "Removed file", path);
+		}
+	}
+	closedir(d);
+	return removed;
 }

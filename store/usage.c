@@ -198,6 +198,8 @@ int shl_store_prune(shl_store *s, int all, shl_rm_fn fn, void *ctx)
 		if (all || !u.imgs[i].tagged)
 			rc = shl_store_remove(s, u.imgs[i].manifest, 1, fn, ctx);
 	usage_free(&u);
+	if (!rc)
+		shl_store__sweep_cache(s, fn, ctx);
 	return rc;
 }
 

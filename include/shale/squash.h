@@ -36,6 +36,17 @@ typedef struct shl_squash_opts {
  * file, written from offset 0). */
 int shl_squash(const shl_squash_layer *layers, size_t n, const shl_squash_opts *o, int out_fd);
 
+/* Squash a stored image (any reference shl_store_resolve takes) into out_fd
+ * (an empty regular file; the caller renames it into place). Results are
+ * cached by manifest digest, format and --size under
+ * <root>/cache/squash/<hex>.<format>[-<size>]: a later squash of the same
+ * image copies the cached file (a reflink where the filesystem has them, else
+ * an in-kernel copy of its data extents only). no_cache: neither read nor
+ * write the cache. *cached (may be NULL) tells whether the cache served it. */
+struct shl_store;
+int shl_squash_image(struct shl_store *s, const char *ref, const shl_squash_opts *o, int out_fd, int no_cache,
+		     int *cached);
+
 #ifdef __cplusplus
 }
 #endif
