@@ -86,7 +86,7 @@ def main():
         os.chmod(work, 0o755)
         root = os.path.join(work, "st")
         lay = os.path.join(work, "lay")
-        oci_dir(lay, [layer({"a": None, "a/x": b"x" * 100000, "a/y": b"y"}),
+        oci_dir(lay, [layer({"a": None, "a/x": b"x" * 100000, "a/y": b"y", "a/empty": b"", "big": b"q" * 3000000}),
                       layer({"a/.wh.y": b"", "b": None, "b/z": b"z" * 5000})], "sq:1")
         r = shale(root, "load", "-i", lay, "--tag", "sq:1")
         check(r.returncode == 0, f"load: {r.stderr}")
@@ -111,6 +111,21 @@ def main():
         if shutil.which("e2fsck"):
             r = subprocess.run(["e2fsck", "-fn", os.path.join(work, "ext43")], capture_output=True)
             check(r.returncode == 0, f"e2fsck of a cached ext4 copy: {r.stdout[-300:]}")
+        if os.geteuid() == 0:
+            # the kernel reads every file of the ext4 (empty ones included) as the EROFS has it
+            m1, m2 = os.path.join(work, "m1"), os.path.join(work, "m2")
+            os.makedirs(m1)
+            os.makedirs(m2)
+            a = subprocess.run(["mount", "-o", "ro,loop", os.path.join(work, "ext43"), m1], capture_output=True)
+            b = subprocess.run(["mount", "-t", "erofs", "-o", "ro,loop", os.path.join(work, "erofs3"), m2],
+                               capture_output=True)
+            if a.returncode == 0 and b.returncode == 0:
+                d = subprocess.run(["diff", "-r", "--no-dereference", "-x", "lost+found", m1, m2], capture_output=True)
+                check(d.returncode == 0, f"ext4 and erofs squash differ: {d.stdout[:500]} {d.stderr[:500]}")
+            else:
+                print(f"SKIPPED: mounting the squashed images ({a.stderr} {b.stderr})")
+            for m in (m1, m2):
+                subprocess.run(["umount", m], capture_output=True)
         n = len(cache_files(root))
         r = shale(root, "squash", "--no-cache", "--size", "64M", "--format", "ext4", "sq:1", "-o",
                   os.path.join(work, "nc"))
