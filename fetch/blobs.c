@@ -549,6 +549,11 @@ void shl_dl_status(struct shl_dl *d, int *state, uint64_t *written, int *resumed
 	pthread_mutex_unlock(&d->q->mu);
 }
 
+const char *shl_dl_path(struct shl_dl *d)
+{
+	return d->path;
+}
+
 void shl_dl_discard(struct shl_dl *d)
 {
 	unlink(d->path);

@@ -44,6 +44,8 @@ int shl_dl_wait(struct shl_dl *d);
 void shl_dl_status(struct shl_dl *d, int *state, uint64_t *written, int *resumed);
 /* The retry messages not yet taken (one per call, copied into buf); 0 if none. */
 int shl_dlq_take_note(struct shl_dlq *q, char *buf, size_t len);
+/* The file the blob goes to (path, or the private path.<pid>). */
+const char *shl_dl_path(struct shl_dl *d);
 /* Remove the partial file (after the blob is committed or found bad). */
 void shl_dl_discard(struct shl_dl *d);
 

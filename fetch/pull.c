@@ -538,6 +538,20 @@ void shl_reg_opts_default(shl_reg_opts *o)
 
 /* ---- pull ---------------------------------------------------------------------------- */
 
+/* repo@digest is recorded already (pulled from this repository before). */
+static int repo_digest_known(shl_store *s, const shl_ref *r)
+{
+	char repo[600], full[700], *v = NULL;
+	int rc;
+
+	shl_ref_repo(r, 0, repo, sizeof(repo));
+	snprintf(full, sizeof(full), "%s@%s", repo, r->digest);
+	rc = shl_index_get(s->ix, SHL_DB_REFS, full, &v, NULL);
+	free(v);
+	shl_error_clear();
+	return rc == 0 && image_stored(s, r->digest);
+}
+
 static int set_refs(struct puller *P)
 {
 	char repo[600], rd[700];
@@ -623,7 +637,7 @@ int shl_pull(shl_store *s, const char *ref_in, const shl_pull_opts *o, shl_reg_f
 		shl_ref_full(&nr, P.name, sizeof(P.name));
 	}
 	snprintf(P.scope, sizeof(P.scope), "repository:%s:pull", P.ref.path);
-	if (P.ref.digest[0] && image_stored(s, P.ref.digest) && !o->all_platforms) {
+	if (P.ref.digest[0] && repo_digest_known(s, &P.ref) && !o->all_platforms) {
 		/* pinned and stored: no network */
 		snprintf(P.chosen, sizeof(P.chosen), "%s", P.ref.digest);
 		char repo[600], rd[700];
@@ -638,6 +652,12 @@ int shl_pull(shl_store *s, const char *ref_in, const shl_pull_opts *o, shl_reg_f
 	if ((rc = shl_reg_open(&P.reg, P.ref.domain, user[0] ? user : NULL, &o->reg)))
 		goto out;
 	rc = pull_main(&P);
+	if (rc == SHL_EAUTH && !strstr(shl_error_last(), "shale import")) {
+		char msg[1200], hint[1400];
+		snprintf(msg, sizeof(msg), "%s", shl_error_last());
+		shl_reg_auth_hint(P.refstr, hint, sizeof(hint));
+		rc = shl_err(SHL_EAUTH, "%s%s", msg, hint);
+	}
 out:
 	if (!rc) {
 		if (out_manifest)

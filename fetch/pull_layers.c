@@ -7,6 +7,7 @@
  * the config's diff_id. The calling thread reports progress.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 
 #include "fetch/pull_int.h"
 #include "util/err.h"
+#include "util/hash.h"
 
 static int known_now(struct pull_img *p, struct pull_layer *L)
 {
@@ -27,6 +29,31 @@ static int known_now(struct pull_img *p, struct pull_layer *L)
 		return 1;
 	shl_error_clear();
 	return 0;
+}
+
+/* sha256 of a downloaded blob file */
+static int blob_digest(const char *path, char out[72])
+{
+	uint8_t buf[1 << 16], sha[32];
+	shl_sha256 *h = NULL;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
+	ssize_t n;
+
+	if (fd < 0)
+		return shl_err_sys(SHL_EIO, "open %s", path);
+	if ((rc = shl_sha256_new(&h))) {
+		close(fd);
+		return rc;
+	}
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		shl_sha256_update(h, buf, (size_t)n);
+	if (n < 0)
+		rc = shl_err_sys(SHL_EIO, "read %s", path);
+	shl_sha256_final(h, sha);
+	shl_sha256_free(h);
+	close(fd);
+	shl_digest_str(sha, out);
+	return rc;
 }
 
 static int convert_one(struct pull_img *p, struct pull_layer *L)
@@ -64,13 +91,15 @@ static int convert_one(struct pull_img *p, struct pull_layer *L)
 		shl_dl_status(L->dl, &state, &written, &resumed);
 		if (resumed && attempt == 0 && shl_dl_restart(L->dl) == 0)
 			continue; /* bytes from an earlier run may be bad: once more from scratch */
+		/* bad bytes or a bad layer? hash the blob before blaming its content */
+		char got[72];
+		if (why_rc != SHL_EDIGEST && blob_digest(shl_dl_path(L->dl), got) == 0 && strcmp(got, L->digest))
+			rc = shl_err(SHL_EDIGEST, "blob %s: the registry sent bytes with digest %s", L->digest, got);
+		else if (!strstr(why, L->digest))
+			rc = shl_err(why_rc, "layer %s: %s", L->digest, why);
+		else
+			rc = shl_err(why_rc, "%s", why);
 		shl_dl_discard(L->dl);
-		if (why_rc != SHL_EDIGEST) {
-			/* verify the blob itself before blaming its content */
-			rc = shl_err(why_rc, "%s", why);
-		} else {
-			rc = shl_err(why_rc, "%s", why);
-		}
 		break;
 	}
 	if (rc) {
