@@ -543,8 +543,12 @@ def config_digest(host, repo, tag):
     return m["config"]["digest"]
 
 
-def fetch_blob(base_url, repo, digest):
-    return _get(f"{base_url}/v2/{repo}/blobs/{digest}")
+def fetch_blob(base, repo, digest):
+    """a blob from a registry URL, or (repo None) from an OCI layout's blobs dir"""
+    if repo is None:
+        with open(os.path.join(base, digest[7:]), "rb") as f:
+            return f.read()
+    return _get(f"{base}/v2/{repo}/blobs/{digest}")
 
 
 # ---- store checks -----------------------------------------------------------------
