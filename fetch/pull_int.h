@@ -22,6 +22,7 @@ struct pull_layer {
 	int64_t tar_size;
 	int known;              /* stored already (as layer or alias) */
 	int dup;                /* same blob as an earlier layer: its job does the work */
+	int taken;              /* a worker has it */
 	struct shl_dl *dl;
 	char partial[4200];     /* <root>/downloads/<hex> */
 	shl_staged staged;
@@ -50,7 +51,6 @@ struct pull_img {
 	size_t nlayers;
 	/* conversion workers */
 	pthread_mutex_t mu;
-	size_t next_job;
 	int failed;
 	int first_rc;           /* the first layer error */
 	char first_msg[600];

@@ -119,13 +119,14 @@ static void *worker(void *arg)
 	for (;;) {
 		struct pull_layer *L = NULL;
 		pthread_mutex_lock(&p->mu);
-		while (!p->failed && p->next_job < p->nlayers) {
-			struct pull_layer *c = &p->layers[p->next_job++];
-			if (!c->known && !c->dup) {
+		/* largest first: two workers end at about the same time */
+		for (size_t i = 0; !p->failed && i < p->nlayers; i++) {
+			struct pull_layer *c = &p->layers[i];
+			if (!c->known && !c->dup && !c->taken && (!L || c->size > L->size))
 				L = c;
-				break;
-			}
 		}
+		if (L)
+			L->taken = 1;
 		pthread_mutex_unlock(&p->mu);
 		if (!L)
 			break;
