@@ -77,6 +77,11 @@ def main():
         with R.Registry(os.path.join(work, "reg")) as reg:
             for tag in ("gz", "zst", "multi", "shares"):
                 R.skopeo_push(lay, tag, f"{reg.host}/test/{tag}:1")
+            # Docker schema 2 manifest and media types, and a Docker manifest list
+            R.run(["skopeo", "copy", "-q", "--format", "v2s2", "--dest-tls-verify=false", f"oci:{lay}:gz",
+                   f"docker://{reg.host}/test/v2s2:1"])
+            R.run(["skopeo", "copy", "-q", "--all", "--format", "v2s2", "--dest-tls-verify=false", f"oci:{lay}:multi",
+                   f"docker://{reg.host}/test/list:1"])
             anonymous(work, reg)
         with R.Registry(os.path.join(work, "reg-basic"), auth="htpasswd") as reg:
             R.skopeo_push(lay, "gz", f"{reg.host}/test/gz:1", dest_creds="alice:secret", cert_dir=reg.cert_dir)
@@ -177,6 +182,18 @@ def anonymous(work, reg):
     check(lst.count('"Id"') + lst.count('"ID"') >= 2 or len([x for x in lst.splitlines() if x.strip()]) >= 2,
           f"--all-platforms stores both: {lst}")
     check(inspect(r4, f"{reg.host}/test/multi:1")["Architecture"] == "amd64", "name goes to the host platform")
+
+    # Docker media types
+    for name in ("v2s2", "list"):
+        d = R.registry_manifest_digest(reg.host, f"test/{name}", "1")
+        r = shale(root, "pull", f"{reg.host}/test/{name}:1")
+        check(r.returncode == 0, f"pull of a Docker {name}: {r.stderr}")
+        if r.returncode == 0:
+            im = inspect(root, f"{reg.host}/test/{name}:1")
+            check(f"{reg.host}/test/{name}@{d}" in im["RepoDigests"], f"{name}: registry digest kept: {im['RepoDigests']}")
+            if name == "v2s2":
+                check(im["Shale"]["ManifestMediaType"] == "application/vnd.docker.distribution.manifest.v2+json",
+                      f"v2s2 manifest stored verbatim: {im['Shale']['ManifestMediaType']}")
 
     # --name: bhatti's rule, or a given name
     r = shale(root, "pull", "--name", f"{reg.host}/test/gz:1")

@@ -82,6 +82,18 @@ def push_tests(work, lay):
         check(r.returncode == 0 and "Layer already exists" in r.stderr.decode(), f"re-push: {r.stderr}")
         r = shale(root, "push", "nope:1", f"{reg.host}/x:1")
         check(r.returncode == 1 and b"no such image" in r.stderr, f"push of an unknown image: {r.stderr}")
+    # Bearer tokens with push scope
+    with R.Registry(os.path.join(work, "reg-tok"), auth="token") as reg:
+        dest = f"{reg.host}/tok/img:1"
+        r = shale(root, "push", "local/img:1", dest, env={"DOCKER_CONFIG": os.path.join(work, "none")})
+        check(r.returncode == 1 and b"shale: error:" in r.stderr, f"push without credentials fails: {r.stderr}")
+        r = shale(root, "push", "--auth", "alice:secret", "local/img:1", dest)
+        check(r.returncode == 0, f"push with a token: {r.stderr}")
+        scopes = [q for q in reg.token_server.requests if q["ok"] and q["user"] == "alice"]
+        check(any("repository:tok/img:pull,push" in s for q in scopes for s in q["query"].get("scope", [])),
+              f"push asks for pull,push: {scopes}")
+        raw = json.loads(R.skopeo_inspect(dest, raw=True, creds="alice:secret"))
+        check(raw["config"]["digest"] == img["Id"], "pushed with a token: the registry has our config")
 
 
 def import_tests(work, lay):
