@@ -174,18 +174,6 @@ static int parse_desc(const shl_json *d, char digest[72], int64_t *size, const c
 	return 0;
 }
 
-static int64_t parse_created(const char *s)
-{
-	struct tm tm;
-
-	if (!s)
-		return 0;
-	memset(&tm, 0, sizeof(tm));
-	if (!strptime(s, "%Y-%m-%dT%H:%M:%S", &tm))
-		return 0;
-	return (int64_t)timegm(&tm);
-}
-
 /* The image record, as load/resolve.c writes it. */
 static int put_image(struct puller *P, struct pull_img *p, const shl_json *cfg)
 {
@@ -229,7 +217,7 @@ static int put_image(struct puller *P, struct pull_img *p, const shl_json *cfg)
 	    (rc = shl_json_set_str(rec, "os", (s = shl_json_get_str(cfg, "os")) ? s : "")) ||
 	    (rc = shl_json_set_str(rec, "architecture", (s = shl_json_get_str(cfg, "architecture")) ? s : "")) ||
 	    ((s = shl_json_get_str(cfg, "variant")) && (rc = shl_json_set_str(rec, "variant", s))) ||
-	    (rc = shl_json_set_int(rec, "created", parse_created(shl_json_get_str(cfg, "created")))) ||
+	    (rc = shl_json_set_int(rec, "created", shl_store__parse_created(shl_json_get_str(cfg, "created")))) ||
 	    (rc = shl_json_set_int(rec, "size", total)) || (rc = shl_json_set(rec, "layers", shl_json_ref(layers))))
 		goto out;
 	if (P->index_bytes) {

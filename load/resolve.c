@@ -80,18 +80,6 @@ static int meta_json(struct item *it, const char *what, size_t cap, shl_json **o
 	return shl_json_parse(out, it->data, it->len, cap, what);
 }
 
-static int64_t parse_created(const char *s)
-{
-	struct tm tm;
-
-	if (!s)
-		return 0;
-	memset(&tm, 0, sizeof(tm));
-	if (!strptime(s, "%Y-%m-%dT%H:%M:%S", &tm))
-		return 0;
-	return (int64_t)timegm(&tm);
-}
-
 static int add_loaded(struct loader *L, const char *what)
 {
 	char **v;
@@ -382,7 +370,7 @@ static int add_image(struct loader *L, const struct image_in *in)
 	    (rc = shl_json_set_str(rec, "os", (s = shl_json_get_str(cfg, "os")) ? s : "")) ||
 	    (rc = shl_json_set_str(rec, "architecture", (s = shl_json_get_str(cfg, "architecture")) ? s : "")) ||
 	    ((s = shl_json_get_str(cfg, "variant")) && (rc = shl_json_set_str(rec, "variant", s))) ||
-	    (rc = shl_json_set_int(rec, "created", parse_created(shl_json_get_str(cfg, "created")))) ||
+	    (rc = shl_json_set_int(rec, "created", shl_store__parse_created(shl_json_get_str(cfg, "created")))) ||
 	    (rc = shl_json_set_int(rec, "size", total)) || (rc = shl_json_set(rec, "layers", shl_json_ref(layers))))
 		goto out;
 	if ((in->index_digest || in->original) && (rc = add_extra(L, in, rec)))

@@ -4,6 +4,7 @@
  * images that arrived with compressed layers. Same input, same bytes.
  */
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 
 #include "store/store_int.h"
@@ -69,4 +70,16 @@ int shl_store__synth_manifest(shl_json *layers, const char *config_digest, size_
 	}
 	shl_json_put(m);
 	return rc;
+}
+
+int64_t shl_store__parse_created(const char *s)
+{
+	struct tm tm;
+
+	if (!s)
+		return 0;
+	memset(&tm, 0, sizeof(tm));
+	if (!strptime(s, "%Y-%m-%dT%H:%M:%S", &tm))
+		return 0;
+	return (int64_t)timegm(&tm);
 }

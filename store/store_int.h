@@ -97,6 +97,10 @@ int shl_store__get_layer(shl_store *s, const char *diff_id, shl_json **rec);
 int shl_store__synth_manifest(shl_json *layers, const char *config_digest, size_t config_len,
 			      char **bytes, size_t *len, char digest[72]);
 
+/* An image config's "created" (RFC 3339) as unix seconds; 0 if absent or
+ * unparsable (the image record's "created"). */
+int64_t shl_store__parse_created(const char *s);
+
 /* ---- the commit batch (store/batch.c) --------------------------------------
  * Everything one operation adds, committed in one LMDB transaction. */
 typedef struct shl_batch shl_batch;

@@ -119,8 +119,10 @@ int shl_ref_parse(const char *s, shl_ref *out)
 			*slash = '/';
 		}
 	}
-	if (!out->domain[0] || !strcmp(out->domain, "index.docker.io") || !strcmp(out->domain, "registry-1.docker.io"))
+	if (!out->domain[0] || !strcmp(out->domain, "index.docker.io") || !strcmp(out->domain, "registry-1.docker.io")) {
+		memset(out->domain, 0, sizeof(out->domain)); /* equal references compare equal byte for byte */
 		put(out->domain, sizeof(out->domain), "", "docker.io");
+	}
 	/* path components */
 	if (!*name)
 		return bad(s, "empty repository name");
@@ -149,10 +151,22 @@ int shl_ref_parse(const char *s, shl_ref *out)
 
 void shl_ref_repo(const shl_ref *r, int familiar, char *buf, size_t len)
 {
-	if (familiar && !strcmp(r->domain, "docker.io"))
-		snprintf(buf, len, "%s", !strncmp(r->path, "library/", 8) ? r->path + 8 : r->path);
-	else
-		snprintf(buf, len, "%s/%s", r->domain, r->path);
+	if (familiar && !strcmp(r->domain, "docker.io")) {
+		/* docker's familiar form, except where it would not parse back to
+		 * the same reference: "library/" goes only from a one-component
+		 * remainder, and "docker.io/" stays when the first component would
+		 * be taken for a registry host ("docker.io/a.b/c") */
+		const char *p = r->path, *slash;
+		if (!strncmp(p, "library/", 8) && !strchr(p + 8, '/'))
+			p += 8;
+		slash = strchr(p, '/');
+		if (!slash || (!memchr(p, '.', (size_t)(slash - p)) && !memchr(p, ':', (size_t)(slash - p)) &&
+			       !((size_t)(slash - p) == 9 && !strncmp(p, "localhost", 9)))) {
+			snprintf(buf, len, "%s", p);
+			return;
+		}
+	}
+	snprintf(buf, len, "%s/%s", r->domain, r->path);
 }
 
 static void with_suffix(const shl_ref *r, int familiar, char *buf, size_t len)
