@@ -69,7 +69,7 @@ fail:
 EOF
 # shellcheck disable=SC2046
 gcc -std=gnu11 -O2 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -I"$SRC" -I"$SRC/include" "$DIR/driver.c" \
-  "$SRC"/util/error.c "$SRC"/util/hash.c "$SRC"/util/instream.c "$SRC"/util/decomp.c \
+  "$SRC"/util/error.c "$SRC"/util/hash.c "$SRC"/util/instream.c "$SRC"/util/decomp.c "$SRC"/util/dio.c \
   $(pkg-config --libs libcrypto libxxhash libisal libzstd) -lpthread -o "$DIR/driver"
 cat "$TAR" "$TAR.gz" "$TAR.zst" >/dev/null
 
