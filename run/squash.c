@@ -25,13 +25,9 @@ int shl_squash(const shl_squash_layer *layers, size_t n, const shl_squash_opts *
 		return shl_err(SHL_EINVAL, "squash: bad options");
 	if (o->format != SHL_SQUASH_EROFS && o->format != SHL_SQUASH_EXT4 && o->format != SHL_SQUASH_TAR)
 		return shl_err(SHL_EINVAL, "squash: unknown format %d", o->format);
-	if ((rc = shl_squash__merge(layers, n, &t)))
-		return rc;
 	fds = malloc(n * sizeof(*fds));
-	if (!fds) {
-		rc = shl_err(SHL_ENOMEM, "out of memory");
-		goto out;
-	}
+	if (!fds)
+		return shl_err(SHL_ENOMEM, "out of memory");
 	for (size_t i = 0; i < n; i++)
 		fds[i] = -1;
 	for (size_t i = 0; i < n; i++) {
@@ -40,7 +36,12 @@ int shl_squash(const shl_squash_layer *layers, size_t n, const shl_squash_opts *
 			rc = shl_err_sys(SHL_EIO, "squash: open %s", layers[i].tar_path);
 			goto out;
 		}
+		/* the stored tars may be cold (written with O_DIRECT): start reading
+		 * them now, while the layer indexes are merged */
+		posix_fadvise(fds[i], 0, 0, POSIX_FADV_WILLNEED);
 	}
+	if ((rc = shl_squash__merge(layers, n, &t)))
+		goto out;
 	if (o->format == SHL_SQUASH_EXT4) {
 		rc = shl_squash__ext4(t, fds, (uint32_t)n, o->size, out_fd);
 		goto out;

@@ -53,48 +53,36 @@ static int add_layer(void *ctx, const char *diff_id)
 	return 0;
 }
 
-/* Copy src into the empty dst: a reflink, else the data extents only, each
- * read and written with direct I/O (util/dio.h), else in the kernel. */
-static int copy_extent(int src, int dst, off_t from, off_t to, uint8_t *buf)
+/* Copy src into the empty dst: a reflink, else the data extents read and
+ * written with direct I/O (util/dio.h) as long runs: holes under HOLE_FILL
+ * are written as zeros, bigger ones stay holes (squashed ext4 images are
+ * partly holes; many small extents would be many small I/O requests). */
+#define HOLE_FILL (1u << 20)
+
+static int fill_zero(shl_dio *d, uint64_t n, int dst, off_t at)
 {
-	shl_dio *d = NULL;
+	static const uint8_t zero[65536];
 	int rc;
 
-	if ((rc = shl_dio_open(&d, dst, (uint64_t)from)))
-		return rc;
-	off_t advised = from;
-	for (off_t pos = from; pos < to;) {
-		size_t k = (size_t)(to - pos) > COPY_BUF ? COPY_BUF : (size_t)(to - pos);
-		if (pos + (off_t)(READ_AHEAD / 2) >= advised) {
-			/* keep the disk reading ahead of us (the entry may be cold) */
-			posix_fadvise(src, advised, READ_AHEAD, POSIX_FADV_WILLNEED);
-			advised += READ_AHEAD;
+	while (n) {
+		size_t k = n > sizeof(zero) ? sizeof(zero) : (size_t)n;
+		if (d) {
+			if ((rc = shl_dio_write(d, zero, k)))
+				return rc;
+		} else if (pwrite(dst, zero, k, at) != (ssize_t)k) {
+			return shl_err_sys(errno == ENOSPC ? SHL_ENOSPC : SHL_EIO, "write squash output");
 		}
-		ssize_t r = pread(src, buf, k, pos);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			rc = shl_err_sys(SHL_EIO, "read squash cache entry");
-			break;
-		}
-		rc = d ? shl_dio_write(d, buf, (size_t)r)
-		       : (pwrite(dst, buf, (size_t)r, pos) == r ? 0
-								 : shl_err_sys(errno == ENOSPC ? SHL_ENOSPC : SHL_EIO,
-									       "write squash output"));
-		if (rc)
-			break;
-		pos += r;
+		at += (off_t)k;
+		n -= k;
 	}
-	if (!rc && d)
-		rc = shl_dio_finish(d);
-	shl_dio_free(d);
-	return rc;
+	return 0;
 }
 
 static int copy_sparse(int src, int dst)
 {
 	struct stat st;
-	off_t pos = 0;
+	shl_dio *d = NULL;
+	off_t pos = 0, end = -1, advised = 0; /* end: where the current run stands */
 	uint8_t *buf;
 	int rc = 0;
 
@@ -102,9 +90,9 @@ static int copy_sparse(int src, int dst)
 		return shl_err_sys(SHL_EIO, "stat squash cache entry");
 	if (ioctl(dst, FICLONE, src) == 0)
 		return 0;
-	if (!(buf = malloc(COPY_BUF)))
+	if (posix_memalign((void **)&buf, 4096, COPY_BUF))
 		return shl_err(SHL_ENOMEM, "out of memory");
-	posix_fadvise(src, 0, 0, POSIX_FADV_SEQUENTIAL);
+	int dsrc = shl_dio_reader(src); /* cold entries: no page-cache fill either */
 	while (!rc && pos < st.st_size) {
 		off_t data = lseek(src, pos, SEEK_DATA), hole;
 		if (data < 0) {
@@ -115,9 +103,47 @@ static int copy_sparse(int src, int dst)
 		hole = lseek(src, data, SEEK_HOLE);
 		if (hole < 0 || hole > st.st_size)
 			hole = st.st_size;
-		rc = copy_extent(src, dst, data, hole, buf);
+		if (end >= 0 && data - end < (off_t)HOLE_FILL) {
+			rc = fill_zero(d, (uint64_t)(data - end), dst, end); /* a small hole: part of the run */
+		} else {
+			/* a new run */
+			if (d && (rc = shl_dio_finish(d)))
+				break;
+			shl_dio_free(d);
+			d = NULL;
+			if ((rc = shl_dio_open(&d, dst, (uint64_t)data)))
+				break;
+		}
+		for (off_t at = data; !rc && at < hole;) {
+			size_t k = (size_t)(hole - at) > COPY_BUF ? COPY_BUF : (size_t)(hole - at);
+			if (dsrc < 0 && at + (off_t)(READ_AHEAD / 2) >= advised) {
+				/* keep the disk reading ahead of us (the entry may be cold) */
+				if (advised < at)
+					advised = at;
+				posix_fadvise(src, advised, READ_AHEAD, POSIX_FADV_WILLNEED);
+				advised += READ_AHEAD;
+			}
+			ssize_t r = shl_dio_pread(src, dsrc, buf, (k + 4095) & ~(size_t)4095, (uint64_t)at);
+			if (r > (ssize_t)k)
+				r = (ssize_t)k;
+			if (r <= 0) {
+				rc = shl_err_sys(SHL_EIO, "read squash cache entry");
+				break;
+			}
+			rc = d ? shl_dio_write(d, buf, (size_t)r)
+			       : (pwrite(dst, buf, (size_t)r, at) == r ? 0
+								       : shl_err_sys(errno == ENOSPC ? SHL_ENOSPC : SHL_EIO,
+										     "write squash output"));
+			at += r;
+		}
+		end = hole;
 		pos = hole;
 	}
+	if (!rc && d)
+		rc = shl_dio_finish(d);
+	shl_dio_free(d);
+	if (dsrc >= 0)
+		close(dsrc);
 	free(buf);
 	if (!rc && ftruncate(dst, st.st_size))
 		rc = shl_err_sys(errno == ENOSPC || errno == EFBIG ? SHL_ENOSPC : SHL_EIO, "size squash output");

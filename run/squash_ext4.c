@@ -404,6 +404,13 @@ int shl_squash__ext4(shl_fstree *t, const int *fds, uint32_t nsrc, uint64_t size
 	initialize_ext2_error_table();
 	if ((e = ext2fs_initialize(name, EXT2_FLAG_RW | EXT2_FLAG_64BITS, &param, unix_io_manager, &c.fs)))
 		return e2err(e, "initialize");
+	{
+		/* deterministic bytes: the filesystem's own times (mkfs, last write,
+		 * lost+found) are the image root's mtime, not the clock */
+		int64_t when = shl_fstree_inode(t, shl_fstree_root(t))->mtime;
+		c.fs->now = when > 0 ? (time_t)when : 1;
+		c.fs->super->s_mkfs_time = c.fs->super->s_wtime = c.fs->super->s_lastcheck = (uint32_t)c.fs->now;
+	}
 	c.dfd = -1;
 	if (posix_memalign((void **)&c.buf, 4096, 1u << 20))
 		c.buf = NULL;

@@ -126,6 +126,11 @@ def main():
                 print(f"SKIPPED: mounting the squashed images ({a.stderr} {b.stderr})")
             for m in (m1, m2):
                 subprocess.run(["umount", m], capture_output=True)
+        for fmt in ("ext4", "erofs", "tar"):
+            a, b = os.path.join(work, f"det-{fmt}-a"), os.path.join(work, f"det-{fmt}-b")
+            shale(root, "squash", "--no-cache", "--format", fmt, "sq:1", "-o", a)
+            shale(root, "squash", "--no-cache", "--format", fmt, "sq:1", "-o", b)
+            check(open(a, "rb").read() == open(b, "rb").read(), f"{fmt}: squashing twice gives the same bytes")
         n = len(cache_files(root))
         r = shale(root, "squash", "--no-cache", "--size", "64M", "--format", "ext4", "sq:1", "-o",
                   os.path.join(work, "nc"))

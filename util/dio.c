@@ -138,3 +138,31 @@ void shl_dio_free(shl_dio *d)
 	free(d->buf);
 	free(d);
 }
+
+int shl_dio_reader(int fd)
+{
+	char path[64];
+	const char *no = getenv("SHALE_NO_DIRECT");
+
+	if (no && *no && strcmp(no, "0"))
+		return -1;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	return open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+}
+
+ssize_t shl_dio_pread(int fd, int dfd, void *buf, size_t len, uint64_t off)
+{
+	ssize_t n;
+
+	if (dfd >= 0 && !(off % DIO_ALIGN) && !(len % DIO_ALIGN) && !((uintptr_t)buf % DIO_ALIGN)) {
+		do
+			n = pread(dfd, buf, len, (off_t)off);
+		while (n < 0 && errno == EINTR);
+		if (n >= 0 || errno != EINVAL)
+			return n;
+	}
+	do
+		n = pread(fd, buf, len, (off_t)off);
+	while (n < 0 && errno == EINTR);
+	return n;
+}

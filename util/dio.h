@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 typedef struct shl_dio shl_dio;
 
@@ -24,5 +25,14 @@ int shl_dio_write(shl_dio *d, const void *p, size_t len);
 /* Write what is left, leave fd's file position at the end. */
 int shl_dio_finish(shl_dio *d);
 void shl_dio_free(shl_dio *d);
+
+/* A second descriptor of `fd` for direct reads (page-cache-free, like the
+ * writes), or -1 if the filesystem has none / $SHALE_NO_DIRECT is set.
+ * Reads through it need 4 KiB-aligned offsets, lengths and buffers; a read
+ * at the end of the file returns what is there. */
+int shl_dio_reader(int fd);
+/* pread that uses the direct descriptor `dfd` when offset, length and buffer
+ * are aligned (and it works), else the ordinary one. */
+ssize_t shl_dio_pread(int fd, int dfd, void *buf, size_t len, uint64_t off);
 
 #endif
