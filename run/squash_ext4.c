@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "run/squash_int.h"
+#include "util/dio.h"
 #include "util/err.h"
 
 #define BLK 4096u
@@ -25,13 +26,11 @@ struct ectx {
 	shl_fstree *t;
 	const int *fds;
 	uint32_t nsrc;
-	char *buf;          /* 1 MiB, 4 KiB-aligned */
-	int dfd;            /* the image opened O_DIRECT, or -1 */
-	char *wbuf;         /* pending direct write: WBUF bytes, 4 KiB-aligned */
-	uint64_t wstart, wlen; /* its image offset and length (whole blocks) */
+	char *buf;          /* 1 MiB */
+	int out_fd;
+	int direct;         /* file data through util/dio.c */
+	shl_dio *dio;       /* opened at the first data block */
 };
-
-#define WBUF (4u << 20)
 
 static int e2err(errcode_t e, const char *what)
 {
@@ -147,34 +146,27 @@ static int new_inode(struct ectx *c, ext2_ino_t parent, const shl_fsinode *in, e
 	return 0;
 }
 
-static int wflush(struct ectx *c)
-{
-	for (uint64_t w = 0; w < c->wlen;) {
-		ssize_t n = pwrite(c->dfd, c->wbuf + w, (size_t)(c->wlen - w), (off_t)(c->wstart + w));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return shl_err_sys(errno == ENOSPC ? SHL_ENOSPC : SHL_EIO, "ext4: write file data");
-		w += (uint64_t)n;
-	}
-	c->wlen = 0;
-	return 0;
-}
-
-/* Queue `len` bytes (whole blocks) for image offset `at`: contiguous runs of
- * consecutive files become one large write (fewer I/O requests; each costs a
- * VM exit on virtio). */
+/* Queue `len` bytes (whole blocks) for image offset `at`: runs of
+ * consecutive files become one stream of large writes (fewer I/O requests;
+ * each costs a VM exit on virtio), written by util/dio.c's writer thread. */
 static int wqueue(struct ectx *c, const char *p, uint64_t len, uint64_t at)
 {
 	int rc;
 
-	if (c->wlen && (at != c->wstart + c->wlen || c->wlen + len > WBUF) && (rc = wflush(c)))
+	if (!c->dio) {
+		if ((rc = shl_dio_open(&c->dio, c->out_fd, at)))
+			return rc;
+		if (!c->dio) {
+			/* no direct I/O here after all: plain writes */
+			c->direct = 0;
+			return pwrite(c->out_fd, p, (size_t)len, (off_t)at) == (ssize_t)len
+				       ? 0
+				       : shl_err_sys(errno == ENOSPC ? SHL_ENOSPC : SHL_EIO, "ext4: write file data");
+		}
+	}
+	if ((rc = shl_dio_seek(c->dio, at)))
 		return rc;
-	if (!c->wlen)
-		c->wstart = at;
-	memcpy(c->wbuf + c->wlen, p, (size_t)len);
-	c->wlen += len;
-	return 0;
+	return shl_dio_write(c->dio, p, (size_t)len);
 }
 
 /* Direct data path: allocate the file's blocks (initialized extents, not
@@ -260,7 +252,7 @@ static int copy_data(struct ectx *c, ext2_ino_t ino, const shl_fsinode *in)
 
 	if (!in->size)
 		return 0;
-	if (c->dfd >= 0)
+	if (c->direct)
 		return copy_data_direct(c, ino, in, fd);
 	if ((e = ext2fs_file_open(c->fs, ino, EXT2_FILE_WRITE, &f)))
 		return e2err(e, "open file");
@@ -371,7 +363,7 @@ static uint64_t auto_size(shl_fstree *t, uint64_t *inodes)
 int shl_squash__ext4(shl_fstree *t, const int *fds, uint32_t nsrc, uint64_t size, int out_fd)
 {
 	struct ext2_super_block param;
-	struct ectx c = { NULL, t, fds, nsrc, NULL, -1, NULL, 0, 0 };
+	struct ectx c = { NULL, t, fds, nsrc, NULL, -1, 0, NULL };
 	char name[64];
 	uint64_t inodes = 0, autosz = auto_size(t, &inodes);
 	errcode_t e;
@@ -411,15 +403,11 @@ int shl_squash__ext4(shl_fstree *t, const int *fds, uint32_t nsrc, uint64_t size
 		c.fs->now = when > 0 ? (time_t)when : 1;
 		c.fs->super->s_mkfs_time = c.fs->super->s_wtime = c.fs->super->s_lastcheck = (uint32_t)c.fs->now;
 	}
-	c.dfd = -1;
-	if (posix_memalign((void **)&c.buf, 4096, 1u << 20))
-		c.buf = NULL;
-	if (posix_memalign((void **)&c.wbuf, 4096, WBUF))
-		c.wbuf = NULL;
+	c.out_fd = out_fd;
+	c.buf = malloc(1u << 20);
 	{
 		const char *no = getenv("SHALE_NO_DIRECT");
-		if (!(no && *no && strcmp(no, "0")) && c.wbuf)
-			c.dfd = open(name, O_WRONLY | O_DIRECT | O_CLOEXEC); /* -1: buffered via libext2fs */
+		c.direct = !(no && *no && strcmp(no, "0"));
 	}
 	if (!c.buf) {
 		rc = shl_err(SHL_ENOMEM, "out of memory");
@@ -462,13 +450,11 @@ int shl_squash__ext4(shl_fstree *t, const int *fds, uint32_t nsrc, uint64_t size
 	if ((rc = set_attrs(&c, EXT2_ROOT_INO, shl_fstree_inode(t, shl_fstree_root(t)))) ||
 	    (rc = fill_dir(&c, shl_fstree_root(t), EXT2_ROOT_INO, 0)))
 		goto out;
-	if (c.wlen)
-		rc = wflush(&c);
+	if (c.dio)
+		rc = shl_dio_finish(c.dio);
 out:
 	free(c.buf);
-	free(c.wbuf);
-	if (c.dfd >= 0)
-		close(c.dfd);
+	shl_dio_free(c.dio);
 	if (c.fs) {
 		if (rc)
 			ext2fs_free(c.fs);
