@@ -210,6 +210,7 @@ int shl_tarout_file(shl_tarout *t, const char *name, int src, uint64_t size)
 	loff_t in_off = 0;
 	uint64_t advised = 0;
 	char *buf = NULL;
+	int dsrc = -1;
 	int rc = header(t, name, size, '0', 0644);
 
 	if (!rc && t->dio) {
@@ -236,16 +237,22 @@ int shl_tarout_file(shl_tarout *t, const char *name, int src, uint64_t size)
 			if (n > 0)
 				in_off = o;
 		} else {
-			if (!buf && !(buf = malloc(RW_BUF))) {
-				rc = shl_err(SHL_ENOMEM, "out of memory");
-				break;
+			if (!buf) {
+				if (posix_memalign((void **)&buf, 4096, RW_BUF)) {
+					buf = NULL;
+					rc = shl_err(SHL_ENOMEM, "out of memory");
+					break;
+				}
+				/* direct output: read the (often cold) tar directly too; the
+				 * writer thread overlaps the writes with these reads */
+				dsrc = t->dio ? shl_dio_reader(src) : -1;
 			}
-			if (t->dio && (uint64_t)in_off + WILLNEED_AHEAD / 2 >= advised) {
+			if (t->dio && dsrc < 0 && (uint64_t)in_off + WILLNEED_AHEAD / 2 >= advised) {
 				/* keep the disk reading ahead while we write */
 				posix_fadvise(src, (off_t)advised, WILLNEED_AHEAD, POSIX_FADV_WILLNEED);
 				advised += WILLNEED_AHEAD;
 			}
-			n = pread(src, buf, chunk > RW_BUF ? RW_BUF : chunk, in_off);
+			n = shl_dio_pread(src, dsrc, buf, chunk > RW_BUF ? RW_BUF : chunk, (uint64_t)in_off);
 			if (n > 0) {
 				if ((rc = write_all(t, buf, (size_t)n)))
 					break;
@@ -273,6 +280,8 @@ int shl_tarout_file(shl_tarout *t, const char *name, int src, uint64_t size)
 		t->off += (uint64_t)n;
 		t->copied += (uint64_t)n;
 	}
+	if (dsrc >= 0)
+		close(dsrc);
 	free(buf);
 	return rc ? rc : pad(t);
 }
