@@ -36,7 +36,7 @@ sync; t4=$(now)
 umoci unpack --image "$DIR/oci:big4" "$DIR/bundle" >/dev/null 2>&1
 mke2fs -q -t ext4 -d "$DIR/bundle/rootfs" "$DIR/sq-out/ref.ext4" "$(( $(du -sm "$DIR/bundle/rootfs" | cut -f1) * 13 / 10 + 64 ))M"
 t5=$(now)
-t6=$(now); "$SHALE" --root "$ST" mount big:4 "$DIR/m1"; t7=$(now)
+sync; t6=$(now); "$SHALE" --root "$ST" mount big:4 "$DIR/m1"; t7=$(now)
 t8=$(now); "$SHALE" --root "$ST" mount big:other "$DIR/m2"; t9=$(now)
 ta=$(now); "$SHALE" --root "$ST" umount "$DIR/m2"; "$SHALE" --root "$ST" umount "$DIR/m1"; tb=$(now)
 
