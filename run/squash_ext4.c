@@ -303,25 +303,31 @@ static int fill_dir(struct ectx *c, uint32_t di, ext2_ino_t dino, int depth)
 			continue;
 		}
 		if (S_ISDIR(in->mode)) {
-			e = ext2fs_mkdir(c->fs, dino, 0, de->name);
+			/* the inode number chosen here, so no lookup (a scan of the
+			 * parent) is needed to learn it */
+			if ((e = ext2fs_new_inode(c->fs, dino, LINUX_S_IFDIR | 0755, 0, &ino)))
+				return e2err(e, de->name);
+			e = ext2fs_mkdir(c->fs, dino, ino, de->name);
 			if (e == EXT2_ET_DIR_NO_SPACE) {
 				if ((e = ext2fs_expand_dir(c->fs, dino)))
 					return e2err(e, "expand directory");
-				e = ext2fs_mkdir(c->fs, dino, 0, de->name);
+				e = ext2fs_mkdir(c->fs, dino, ino, de->name);
 			}
-			if (e || (e = ext2fs_lookup(c->fs, dino, de->name, (int)de->name_len, NULL, &ino)))
+			if (e)
 				return e2err(e, de->name);
 			in->aux = ino;
 			if (!(rc = set_attrs(c, ino, in)))
 				rc = fill_dir(c, de->inode, ino, depth + 1);
 		} else if (S_ISLNK(in->mode)) {
-			e = ext2fs_symlink(c->fs, dino, 0, de->name, in->symlink);
+			if ((e = ext2fs_new_inode(c->fs, dino, LINUX_S_IFLNK | 0777, 0, &ino)))
+				return e2err(e, de->name);
+			e = ext2fs_symlink(c->fs, dino, ino, de->name, in->symlink);
 			if (e == EXT2_ET_DIR_NO_SPACE) {
 				if ((e = ext2fs_expand_dir(c->fs, dino)))
 					return e2err(e, "expand directory");
-				e = ext2fs_symlink(c->fs, dino, 0, de->name, in->symlink);
+				e = ext2fs_symlink(c->fs, dino, ino, de->name, in->symlink);
 			}
-			if (e || (e = ext2fs_lookup(c->fs, dino, de->name, (int)de->name_len, NULL, &ino)))
+			if (e)
 				return e2err(e, de->name);
 			in->aux = ino;
 			rc = set_attrs(c, ino, in);
