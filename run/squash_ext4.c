@@ -376,6 +376,8 @@ int shl_squash__ext4(shl_fstree *t, const int *fds, uint32_t nsrc, uint64_t size
 	ext2_ino_t lf;
 	int rc = 0;
 
+	if (size && size < (8u << 20))
+		return shl_err(SHL_EINVAL, "ext4: --size %llu is below the 8 MiB minimum", (unsigned long long)size);
 	if (!size)
 		size = autosz;
 	if (size < (8u << 20))

@@ -28,7 +28,13 @@ struct tctx {
 
 static int aerr(struct tctx *c, const char *what)
 {
-	return shl_err(SHL_EIO, "tar: %s: %s", what, archive_error_string(c->a));
+	int saved = errno; /* libarchive's fd writer may not record the write's errno */
+	int e = archive_errno(c->a) ? archive_errno(c->a) : saved;
+	const char *msg = archive_error_string(c->a);
+
+	if (e == ENOSPC || e == EDQUOT)
+		return shl_err(SHL_ENOSPC, "tar: %s: no space left on the output's filesystem", what);
+	return shl_err(SHL_EIO, "tar: %s: %s", what, msg ? msg : e ? strerror(e) : "write failed");
 }
 
 static int emit(struct tctx *c, uint32_t ino, const char *path)
