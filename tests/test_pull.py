@@ -210,6 +210,26 @@ def anonymous(work, reg):
     check(r.returncode != 0 and b"invalid reference" in r.stderr, f"bad reference: {r.stderr}")
     check(R.store_state(root) == before, "failed pulls leave the store unchanged")
 
+    # on a terminal: per-layer bars redrawn in place (stderr is a pty)
+    import pty
+    mfd, sfd = pty.openpty()
+    p = subprocess.Popen([L.SHALE, "--root", os.path.join(work, "st-tty"), "pull", ref], stdout=subprocess.PIPE,
+                         stderr=sfd, env=dict(os.environ, TERM="xterm"))
+    os.close(sfd)
+    tty_out = b""
+    while True:
+        try:
+            chunk = os.read(mfd, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        tty_out += chunk
+    p.wait()
+    os.close(mfd)
+    check(p.returncode == 0 and b"\x1b[" in tty_out and b"Pull complete" in tty_out,
+          f"TTY progress redraws in place: {tty_out[-300:]!r}")
+
     # --json events
     r = shale(os.path.join(work, "st-json"), "pull", "--json", ref)
     ev = [json.loads(x) for x in r.stdout.decode().splitlines() if x.strip()]
