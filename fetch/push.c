@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fetch/registry.h"
@@ -374,7 +375,19 @@ static int push_layers(struct pusher *P, shl_json *layers, shl_json *out, int *v
 		} else {
 			*verbatim = 0;
 			emit(P, SHL_REG_LAYER, diff, "Pushing", 0, (uint64_t)tar_size);
-			if ((rc = upload_layer(P, diff, digest, &size)))
+			/* an upload that broke starts over (a new session, compressed anew) */
+			for (int attempt = 0;; attempt++) {
+				rc = upload_layer(P, diff, digest, &size);
+				if (rc != SHL_ENET || attempt >= P->o->reg.retries ||
+				    (P->o->reg.cancel && *P->o->reg.cancel))
+					break;
+				emit(P, SHL_REG_RETRY, diff, shl_error_last(), 0, 0);
+				shl_error_clear();
+				struct timespec ts = { 0, (long)(shl_reg_backoff(attempt) * 1e9) % 1000000000L };
+				ts.tv_sec = (time_t)shl_reg_backoff(attempt);
+				nanosleep(&ts, NULL);
+			}
+			if (rc)
 				return rc;
 			media = P->comp == SHL_COMP_ZSTD ? "application/vnd.oci.image.layer.v1.tar+zstd"
 							  : "application/vnd.oci.image.layer.v1.tar+gzip";

@@ -326,7 +326,21 @@ class FaultProxy:
                 # forward
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n) if n else None
-                hdrs = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                    parts = []
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                        if size == 0:
+                            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                                pass
+                            break
+                        parts.append(self.rfile.read(size))
+                        self.rfile.readline()
+                    body = b"".join(parts)
+                hdrs = {k: v for k, v in self.headers.items()
+                        if k.lower() not in ("host", "connection", "transfer-encoding", "content-length")}
+                if body is not None:
+                    hdrs["Content-Length"] = str(len(body))
                 c = http.client.HTTPConnection(owner.up_host, owner.up_port, timeout=60)
                 c.request(self.command, self.path, body=body, headers=hdrs)
                 resp = c.getresponse()

@@ -80,6 +80,17 @@ def push_tests(work, lay):
               "the manifest digest survives pull -> push")
         r = shale(r2, "push", src)
         check(r.returncode == 0 and "Layer already exists" in r.stderr.decode(), f"re-push: {r.stderr}")
+        # an upload that breaks (500 on the streamed PATCH) starts over
+        with R.FaultProxy(reg.url) as px:
+            px.plan = [{"match": "/blobs/uploads/", "method": "PATCH", "action": "status", "code": 500, "times": 1}]
+            dest = f"{px.host}/retried/img:1"
+            r = shale(root, "push", "local/img:1", dest)
+            check(r.returncode == 0, f"push retried after a broken upload: {r.stderr}")
+            patches = [e for e in px.log if e[0] == "PATCH"]
+            check(len(patches) == len(img["RootFS"]["Layers"]) + 1 and patches[0][3] == 500,
+                  f"one PATCH failed, then every layer went up: {[(e[0], e[3]) for e in patches]}")
+            raw = json.loads(R.skopeo_inspect(f"{reg.host}/retried/img:1", raw=True))
+            check(raw["config"]["digest"] == img["Id"], "the retried push is complete")
         r = shale(root, "push", "nope:1", f"{reg.host}/x:1")
         check(r.returncode == 1 and b"no such image" in r.stderr, f"push of an unknown image: {r.stderr}")
     # Bearer tokens with push scope
