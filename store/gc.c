@@ -12,6 +12,8 @@
  * publishing and committing). Nothing is reference-counted.
  */
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -317,7 +319,8 @@ int shl_store_layer_users(shl_store *s, const char *diff_id, shl_layer_fn fn, vo
 
 /* ---- derived caches ---------------------------------------------------------------
  * <root>/cache/squash/<manifest hex>.<format>[-<size>][.stamp] (run/squash_cache.c):
- * entries of images the store no longer has are removed. */
+ * entries of images the store no longer has are removed; so are the partial
+ * blobs in <root>/downloads that no running pull holds (fetch/blobs.c). */
 int shl_store__sweep_cache(shl_store *s, shl_rm_fn fn, void *ctx)
 {
 	char dir[4200], path[4500], digest[80];
@@ -326,9 +329,8 @@ int shl_store__sweep_cache(shl_store *s, shl_rm_fn fn, void *ctx)
 	int removed = 0;
 
 	snprintf(dir, sizeof(dir), "%s/cache/squash", s->root);
-	if (!(d = opendir(dir)))
-		return 0;
-	while ((e = readdir(d))) {
+	d = opendir(dir);
+	while (d && (e = readdir(d))) {
 		char *img = NULL;
 		size_t hl = strspn(e->d_name, "0123456789abcdef");
 		if (e->d_name[0] == '.' && strncmp(e->d_name, ".entry-", 7) && strncmp(e->d_name, ".stamp-", 7))
@@ -355,6 +357,26 @@ int shl_store__sweep_cache(shl_store *s, shl_rm_fn fn, void *ctx)
 				fn(ctx, "Removed file", path);
 		}
 	}
-	closedir(d);
+	if (d)
+		closedir(d);
+	/* partial blobs of pulls that did not finish (no pull holds them now) */
+	snprintf(dir, sizeof(dir), "%s/downloads", s->root);
+	if ((d = opendir(dir))) {
+		while ((e = readdir(d))) {
+			if (e->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+			int fd = open(path, O_RDONLY | O_CLOEXEC);
+			if (fd < 0)
+				continue;
+			if (flock(fd, LOCK_EX | LOCK_NB) == 0 && unlink(path) == 0) {
+				removed++;
+				if (fn)
+					fn(ctx, "Removed file", path);
+			}
+			close(fd);
+		}
+		closedir(d);
+	}
 	return removed;
 }

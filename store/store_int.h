@@ -38,8 +38,9 @@ void shl_store__fault(const char *point);
  * Called by shl_store_open; fsck --repair calls it again. */
 int shl_store__clean_tmp(shl_store *s);
 
-/* Remove squash cache entries of images no longer stored, and temp files
- * of dead squashes (store/gc.c). Returns how many files went. */
+/* Remove squash cache entries of images no longer stored, temp files of
+ * dead squashes, and partial downloads no pull holds (store/gc.c). Returns
+ * how many files went. */
 int shl_store__sweep_cache(shl_store *s, shl_rm_fn fn, void *ctx);
 
 /* ---- per-layer locks (store/layerstore.c) ----------------------------------

@@ -136,6 +136,10 @@ def run_faults(work, px, blob):
     check(pulled(root) == [], "nothing stored after a bad blob")
     check(not os.path.exists(os.path.join(root, "downloads", dg[7:])), "a bad blob's partial file is removed")
     check(R.leftover_tmp(root) == [], f"no staged temp files left: {R.leftover_tmp(root)}")
+    left = os.listdir(os.path.join(root, "downloads"))
+    r = subprocess.run([L.SHALE, "--root", root, "prune"], capture_output=True)
+    check(r.returncode == 0 and left and os.listdir(os.path.join(root, "downloads")) == [],
+          f"prune removes partial downloads ({left}): {r.stderr}")
     px.plan = []
 
     # endless manifest / blob bodies, redirect loop: one line each, nothing stored
