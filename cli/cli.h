@@ -32,6 +32,18 @@ void json_strn(FILE *f, const char *s, size_t n);
 void cli_tmp_register(const char *path);
 void cli_tmp_unregister(const char *path);
 
+/* An output file that appears atomically (cli/outfile.c): open makes a temp
+ * file beside `path` (removed on signals), commit renames it into place,
+ * close removes it unless committed. open/commit print the error and return 1. */
+struct cli_out {
+	const char *path;
+	char tmp[4300];
+	int fd;
+};
+int cli_out_open(struct cli_out *o, const char *path);
+int cli_out_commit(struct cli_out *o);
+void cli_out_close(struct cli_out *o);
+
 /* Human-readable size like docker ("7.8MB"). */
 void cli_human_size(uint64_t bytes, char *buf, size_t len);
 

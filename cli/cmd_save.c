@@ -41,10 +41,9 @@ int cmd_save(int argc, char **argv)
 	};
 	shl_save_opts o = SHL_SAVE_OPTS_INIT;
 	const char *out = NULL;
-	char tmp[4200] = "";
+	struct cli_out of = { NULL, "", -1 };
 	shl_store *s = NULL;
 	int c, fd = 1, rc = 1;
-	mode_t mask = 022;
 
 	while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
 		switch (c) {
@@ -79,38 +78,19 @@ int cmd_save(int argc, char **argv)
 	if (shl_store_open(&s, cli_g.root) != 0)
 		return cli_fail(NULL);
 	if (out) {
-		char d[4200], b[4200];
-		mask = umask(0);
-		umask(mask);
-		snprintf(d, sizeof(d), "%s", out);
-		snprintf(b, sizeof(b), "%s", out);
-		snprintf(tmp, sizeof(tmp), "%s/.%s.tmp.XXXXXX", dirname(d), basename(b));
-		fd = mkstemp(tmp);
-		if (fd < 0) {
-			fprintf(stderr, "shale: error: create %s: %s\n", out, strerror(errno));
+		if (cli_out_open(&of, out))
 			goto done;
-		}
-		cli_tmp_register(tmp);
+		fd = of.fd;
 	}
 	if (shl_save(s, (const char *const *)argv + optind, (size_t)(argc - optind), &o, fd) != 0) {
 		cli_fail(NULL);
 		goto done;
 	}
-	/* atomic (temp + rename), not fsync'd: an export is as durable as a cp;
-	 * mkstemp made it 0600, give it the mode a plain create would have */
-	if (out && (fchmod(fd, 0666 & ~mask) != 0 || rename(tmp, out) != 0)) {
-		fprintf(stderr, "shale: error: write %s: %s\n", out, strerror(errno));
+	if (out && cli_out_commit(&of))
 		goto done;
-	}
-	tmp[0] = '\0';
 	rc = 0;
 done:
-	if (out && fd >= 0)
-		close(fd);
-	if (tmp[0]) {
-		unlink(tmp);
-		cli_tmp_unregister(tmp);
-	}
+	cli_out_close(&of);
 	shl_store_close(s);
 	return rc;
 }

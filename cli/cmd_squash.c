@@ -30,8 +30,8 @@ int cmd_squash(int argc, char **argv)
 	shl_squash_opts o = SHL_SQUASH_OPTS_INIT;
 	shl_store *s = NULL;
 	const char *out = NULL;
-	char tmp[4200] = "", d[4200], b[4200];
-	int c, fd = -1, rc = 1, no_cache = 0, cached = 0;
+	struct cli_out of = { NULL, "", -1 };
+	int c, rc = 1, no_cache = 0, cached = 0;
 
 	while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
 		switch (c) {
@@ -74,36 +74,19 @@ int cmd_squash(int argc, char **argv)
 		return cli_usage("squash", "expected IMAGE and -o FILE");
 	if (shl_store_open(&s, cli_g.root) != 0)
 		return cli_fail(NULL);
-	snprintf(d, sizeof(d), "%s", out);
-	snprintf(b, sizeof(b), "%s", out);
-	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp.XXXXXX", dirname(d), basename(b));
-	fd = mkstemp(tmp);
-	if (fd < 0) {
-		fprintf(stderr, "shale: error: create %s: %s\n", out, strerror(errno));
-		tmp[0] = '\0';
+	if (cli_out_open(&of, out))
 		goto done;
-	}
-	cli_tmp_register(tmp);
-	if (shl_squash_image(s, argv[optind], &o, fd, no_cache, &cached) != 0) {
+	if (shl_squash_image(s, argv[optind], &o, of.fd, no_cache, &cached) != 0) {
 		cli_fail(argv[optind]);
 		goto done;
 	}
 	if (cached && !cli_g.quiet)
 		fprintf(stderr, "%s: from the squash cache\n", argv[optind]);
-	if (fchmod(fd, 0644) != 0 || rename(tmp, out) != 0) {
-		fprintf(stderr, "shale: error: write %s: %s\n", out, strerror(errno));
+	if (cli_out_commit(&of))
 		goto done;
-	}
-	cli_tmp_unregister(tmp);
-	tmp[0] = '\0';
 	rc = 0;
 done:
-	if (fd >= 0)
-		close(fd);
-	if (tmp[0]) {
-		unlink(tmp);
-		cli_tmp_unregister(tmp);
-	}
+	cli_out_close(&of);
 	shl_store_close(s);
 	return rc;
 }
