@@ -230,6 +230,17 @@ def anonymous(work, reg):
     check(p.returncode == 0 and b"\x1b[" in tty_out and b"Pull complete" in tty_out,
           f"TTY progress redraws in place: {tty_out[-300:]!r}")
 
+    # two pulls of the same image at once: both succeed, each layer stored once
+    rc_ = os.path.join(work, "st-conc")
+    procs = [subprocess.Popen([L.SHALE, "--root", rc_, "pull", "-q", f"{reg.host}/test/shares:1"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    check(all(p.returncode == 0 for p in procs), f"concurrent pulls: {[o[1] for o in outs]}")
+    check(len([f for f in os.listdir(os.path.join(rc_, "layers")) if f.endswith(".tar")]) == 2,
+          f"each layer stored once: {os.listdir(os.path.join(rc_, 'layers'))}")
+    check(R.store_fsck_ok(L.SHALE, rc_), "fsck after concurrent pulls")
+    check(not [f for f in os.listdir(os.path.join(rc_, "downloads"))], "no partial files left after concurrent pulls")
+
     # --json events
     r = shale(os.path.join(work, "st-json"), "pull", "--json", ref)
     ev = [json.loads(x) for x in r.stdout.decode().splitlines() if x.strip()]
