@@ -58,6 +58,8 @@ struct puller {
 	shl_batch *batch;
 	struct pull_img **imgs;
 	size_t nimgs;
+	char (*added)[72];      /* diff_ids of the layers in the batch */
+	size_t nadded;
 };
 
 static void emit(struct puller *P, int kind, const char *digest, const char *text)
@@ -258,6 +260,26 @@ static int image_stored(shl_store *s, const char *manifest)
 	return rc == 0;
 }
 
+/* diff_ids of the layers this pull added to its batch */
+static int batch_has(struct puller *P, const char *diff_id)
+{
+	for (size_t i = 0; i < P->nadded; i++)
+		if (!strcmp(P->added[i], diff_id))
+			return 1;
+	return 0;
+}
+
+static int batch_note(struct puller *P, const char *diff_id)
+{
+	char (*v)[72] = realloc(P->added, (P->nadded + 1) * sizeof(*v));
+
+	if (!v)
+		return shl_err(SHL_ENOMEM, "out of memory");
+	P->added = v;
+	snprintf(v[P->nadded++], 72, "%s", diff_id);
+	return 0;
+}
+
 /* A platform manifest: fetch config, download and convert layers, add to the batch. */
 static int pull_image(struct puller *P, char *mbytes, size_t mlen, const char *digest, const char *media)
 {
@@ -341,8 +363,14 @@ static int pull_image(struct puller *P, char *mbytes, size_t mlen, const char *d
 		struct pull_layer *L = &p->layers[i];
 		if (L->staged_ok) {
 			int plain = !strcmp(L->staged.info.raw_digest, L->staged.info.diff_id);
-			rc = shl_batch_add_layer(P->batch, &L->staged, plain ? NULL : L->media);
-			L->staged.lock = NULL; /* the batch holds it now */
+			if (batch_has(P, L->diff_id)) {
+				/* the same tar from another blob (gzip and zstd of one layer, or a
+				 * layer two platforms share): stored once */
+				shl_store__unstage(&L->staged);
+			} else if (!(rc = shl_batch_add_layer(P->batch, &L->staged, plain ? NULL : L->media))) {
+				rc = batch_note(P, L->diff_id);
+			}
+			L->staged.lock = NULL; /* the batch holds it now (or it is gone) */
 			L->staged.tar_tmp[0] = L->staged.erofs_tmp[0] = '\0';
 		}
 	}
@@ -664,6 +692,7 @@ out:
 	for (size_t i = 0; i < P.nimgs; i++)
 		img_free(P.imgs[i]);
 	free(P.imgs);
+	free(P.added);
 	free(P.index_bytes);
 	shl_reg_close(P.reg);
 	if (rc && strncmp(shl_error_last(), ref_in, strlen(ref_in)))

@@ -476,7 +476,8 @@ def _blob(layout, data):
 
 def build_oci_layout(layout, images, index_name="latest"):
     """Add images to the OCI layout at `layout` under tag index_name; several
-    images make one multi-platform index."""
+    images make one multi-platform index. "compression": None, "gzip", "zstd",
+    or a list with one of those per layer."""
     os.makedirs(layout, exist_ok=True)
     with open(os.path.join(layout, "oci-layout"), "w") as f:
         f.write('{"imageLayoutVersion":"1.0.0"}')
@@ -484,9 +485,10 @@ def build_oci_layout(layout, images, index_name="latest"):
     for im in images:
         os_, arch, variant = im.get("platform") or ("linux", "amd64", None)
         layers, diffs = [], []
-        for tb in im["layers"]:
+        comp = im.get("compression")
+        for k, tb in enumerate(im["layers"]):
             diffs.append("sha256:" + hashlib.sha256(tb).hexdigest())
-            data, mt = _compress(tb, im.get("compression"))
+            data, mt = _compress(tb, comp[k] if isinstance(comp, list) else comp)
             layers.append(dict(_blob(layout, data), mediaType=mt))
         cfg = {"architecture": arch, "os": os_, "created": "2024-01-01T00:00:00Z",
                "config": {"Env": ["PATH=/usr/bin:/bin"], "Cmd": ["/bin/sh"]},

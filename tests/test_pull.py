@@ -73,9 +73,11 @@ def main():
                            index_name="multi")
         R.build_oci_layout(lay, [{"layers": [base, R.make_layer_tar(files("other", 3))], "compression": "gzip"}],
                            index_name="shares")
+        # one tar twice, from a gzip and a zstd blob: stored once
+        R.build_oci_layout(lay, [{"layers": [app, app], "compression": ["gzip", "zstd"]}], index_name="twice")
 
         with R.Registry(os.path.join(work, "reg")) as reg:
-            for tag in ("gz", "zst", "multi", "shares"):
+            for tag in ("gz", "zst", "multi", "shares", "twice"):
                 R.skopeo_push(lay, tag, f"{reg.host}/test/{tag}:1")
             # Docker schema 2 manifest and media types, and a Docker manifest list
             R.run(["skopeo", "copy", "-q", "--format", "v2s2", "--dest-tls-verify=false", f"oci:{lay}:gz",
@@ -229,6 +231,15 @@ def anonymous(work, reg):
     os.close(mfd)
     check(p.returncode == 0 and b"\x1b[" in tty_out and b"Pull complete" in tty_out,
           f"TTY progress redraws in place: {tty_out[-300:]!r}")
+
+    # the same tar from two blobs in one image
+    rt = os.path.join(work, "st-twice")
+    r = shale(rt, "pull", f"{reg.host}/test/twice:1")
+    check(r.returncode == 0, f"one tar from two blobs: {r.stderr}")
+    if r.returncode == 0:
+        check(len([f for f in os.listdir(os.path.join(rt, "layers")) if f.endswith(".tar")]) == 1, "stored once")
+        check(R.store_fsck_ok(L.SHALE, rt), "fsck after pulling one tar twice")
+        check(len(inspect(rt, f"{reg.host}/test/twice:1")["RootFS"]["Layers"]) == 2, "the image keeps both layers")
 
     # two pulls of the same image at once: both succeed, each layer stored once
     rc_ = os.path.join(work, "st-conc")
