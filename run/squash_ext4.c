@@ -30,7 +30,67 @@ struct ectx {
 	int out_fd;
 	int direct;         /* file data through util/dio.c */
 	shl_dio *dio;       /* opened at the first data block */
+	/* direct mode: file data is written after the tree, in tar order */
+	struct deferred *dq;
+	size_t ndq, capdq;
+	/* a forward-moving window over one tar, read with O_DIRECT */
+	int win_src, win_dfd;
+	uint8_t *win;
+	uint64_t win_off, win_len;
 };
+
+struct deferred {
+	ext2_ino_t ino;
+	uint32_t node;      /* fstree inode */
+};
+
+#define WIN_SZ (4u << 20)
+
+/* Read `len` bytes at `off` of source tar `src` (offsets only grow within a
+ * tar, so a window read ahead with O_DIRECT serves them: no page-cache fill
+ * of the stored tars, which a direct-I/O load leaves cold). */
+static int win_read(struct ectx *c, uint32_t src, uint8_t *dst, uint64_t len, uint64_t off)
+{
+	int fd = c->fds[src < c->nsrc ? src : 0];
+
+	while (!c->win && len) {
+		ssize_t n = pread(fd, dst, (size_t)len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? shl_err_sys(SHL_EIO, "read layer data") : shl_err(SHL_EFORMAT, "layer tar too short");
+		dst += n;
+		off += (uint64_t)n;
+		len -= (uint64_t)n;
+	}
+	while (len) {
+		if (c->win_src != (int)src || off < c->win_off || off >= c->win_off + c->win_len) {
+			uint64_t want = off & ~(uint64_t)4095;
+			ssize_t n;
+			if (c->win_src != (int)src) {
+				if (c->win_dfd >= 0)
+					close(c->win_dfd);
+				c->win_dfd = shl_dio_reader(fd);
+				c->win_src = (int)src;
+			}
+			n = shl_dio_pread(fd, c->win_dfd, c->win, WIN_SZ, want);
+			if (n < 0)
+				return shl_err_sys(SHL_EIO, "read layer data");
+			c->win_off = want;
+			c->win_len = (uint64_t)n;
+			if (off >= c->win_off + c->win_len)
+				return shl_err(SHL_EFORMAT, "layer tar too short");
+		}
+		uint64_t k = c->win_off + c->win_len - off;
+		if (k > len)
+			k = len;
+		memcpy(dst, c->win + (off - c->win_off), (size_t)k);
+		dst += k;
+		off += k;
+		len -= k;
+	}
+	return 0;
+}
 
 static int e2err(errcode_t e, const char *what)
 {
@@ -175,7 +235,7 @@ static int wqueue(struct ectx *c, const char *p, uint64_t len, uint64_t at)
  * fresh page-cache pages cost most of an ext4 squash (perf:
  * copy_folio_from_iter_atomic ~36%); libext2fs never reads data blocks, so
  * its block cache cannot go stale. */
-static int copy_data_direct(struct ectx *c, ext2_ino_t ino, const shl_fsinode *in, int fd)
+static int copy_data_direct(struct ectx *c, ext2_ino_t ino, const shl_fsinode *in)
 {
 	struct ext2_inode_large li;
 	ext2_extent_handle_t eh = NULL;
@@ -218,17 +278,7 @@ static int copy_data_direct(struct ectx *c, ext2_ino_t ino, const shl_fsinode *i
 			if (run > chunk_blks)
 				run = chunk_blks;
 			uint64_t want = run * bs, have = in->size - off < want ? in->size - off : want;
-			for (uint64_t got = 0; got < have;) {
-				ssize_t n = pread(fd, c->buf + got, (size_t)(have - got), (off_t)(in->data_off + off + got));
-				if (n < 0 && errno == EINTR)
-					continue;
-				if (n <= 0) {
-					rc = n < 0 ? shl_err_sys(SHL_EIO, "read layer data") : shl_err(SHL_EFORMAT, "layer tar too short");
-					break;
-				}
-				got += (uint64_t)n;
-			}
-			if (rc)
+			if ((rc = win_read(c, in->src, (uint8_t *)c->buf, have, in->data_off + off)))
 				break;
 			uint64_t len = (have + bs - 1) / bs * bs;
 			memset(c->buf + have, 0, (size_t)(len - have));
@@ -253,7 +303,7 @@ static int copy_data(struct ectx *c, ext2_ino_t ino, const shl_fsinode *in)
 	if (!in->size)
 		return 0;
 	if (c->direct)
-		return copy_data_direct(c, ino, in, fd);
+		return copy_data_direct(c, ino, in);
 	if ((e = ext2fs_file_open(c->fs, ino, EXT2_FILE_WRITE, &f)))
 		return e2err(e, "open file");
 	while (off < in->size) {
@@ -335,8 +385,20 @@ static int fill_dir(struct ectx *c, uint32_t di, ext2_ino_t dino, int depth)
 			if ((rc = new_inode(c, dino, in, &ino)) || (rc = link_in(c, dino, de->name, ino, in->mode)))
 				return rc;
 			in->aux = ino;
-			if (S_ISREG(in->mode) && (rc = copy_data(c, ino, in)))
+			if (S_ISREG(in->mode) && in->size && c->direct) {
+				/* later, in tar order (sequential reads and writes) */
+				if (c->ndq == c->capdq) {
+					size_t nc = c->capdq ? c->capdq * 2 : 1024;
+					struct deferred *v = realloc(c->dq, nc * sizeof(*v));
+					if (!v)
+						return shl_err(SHL_ENOMEM, "out of memory");
+					c->dq = v;
+					c->capdq = nc;
+				}
+				c->dq[c->ndq++] = (struct deferred){ ino, de->inode };
+			} else if (S_ISREG(in->mode) && (rc = copy_data(c, ino, in))) {
 				return rc;
+			}
 			rc = set_attrs(c, ino, in);
 		}
 	}
@@ -366,10 +428,21 @@ static uint64_t auto_size(shl_fstree *t, uint64_t *inodes)
 	return (bytes + (1u << 20) - 1) / (1u << 20) * (1u << 20);
 }
 
+static int by_tar_offset(const void *a, const void *b, void *arg)
+{
+	shl_fstree *t = arg;
+	const shl_fsinode *x = shl_fstree_inode(t, ((const struct deferred *)a)->node);
+	const shl_fsinode *y = shl_fstree_inode(t, ((const struct deferred *)b)->node);
+
+	if (x->src != y->src)
+		return x->src < y->src ? -1 : 1;
+	return x->data_off < y->data_off ? -1 : x->data_off > y->data_off;
+}
+
 int shl_squash__ext4(shl_fstree *t, const int *fds, uint32_t nsrc, uint64_t size, int out_fd)
 {
 	struct ext2_super_block param;
-	struct ectx c = { NULL, t, fds, nsrc, NULL, -1, 0, NULL };
+	struct ectx c = { NULL, t, fds, nsrc, NULL, -1, 0, NULL, NULL, 0, 0, -1, -1, NULL, 0, 0 };
 	char name[64];
 	uint64_t inodes = 0, autosz = auto_size(t, &inodes);
 	errcode_t e;
@@ -417,6 +490,8 @@ int shl_squash__ext4(shl_fstree *t, const int *fds, uint32_t nsrc, uint64_t size
 		const char *no = getenv("SHALE_NO_DIRECT");
 		c.direct = !(no && *no && strcmp(no, "0"));
 	}
+	if (c.direct && posix_memalign((void **)&c.win, 4096, WIN_SZ))
+		c.win = NULL; /* reads through the page cache then */
 	if (!c.buf) {
 		rc = shl_err(SHL_ENOMEM, "out of memory");
 		goto out;
@@ -458,10 +533,19 @@ int shl_squash__ext4(shl_fstree *t, const int *fds, uint32_t nsrc, uint64_t size
 	if ((rc = set_attrs(&c, EXT2_ROOT_INO, shl_fstree_inode(t, shl_fstree_root(t)))) ||
 	    (rc = fill_dir(&c, shl_fstree_root(t), EXT2_ROOT_INO, 0)))
 		goto out;
-	if (c.dio)
+	/* file data in tar order: each stored tar read front to back, blocks
+	 * allocated (and written) in the same order */
+	qsort_r(c.dq, c.ndq, sizeof(*c.dq), by_tar_offset, t);
+	for (size_t i = 0; i < c.ndq && !rc; i++)
+		rc = copy_data_direct(&c, c.dq[i].ino, shl_fstree_inode(t, c.dq[i].node));
+	if (!rc && c.dio)
 		rc = shl_dio_finish(c.dio);
 out:
 	free(c.buf);
+	free(c.dq);
+	free(c.win);
+	if (c.win_dfd >= 0)
+		close(c.win_dfd);
 	shl_dio_free(c.dio);
 	if (c.fs) {
 		if (rc)
