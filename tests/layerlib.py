@@ -223,3 +223,31 @@ def mount_erofs(image, mnt, tar=None, force_loop=False):
 
 def umount(mnt):
     run([HELPER_MOUNT, "umount", mnt])
+
+
+def oci_dir(path, layers, tag, cmd=None):
+    """write an OCI image layout dir at `path`: one image of plain-tar `layers`
+    (bytes), named `tag` by org.opencontainers.image.ref.name"""
+    import json
+
+    def blob(b):
+        d = hashlib.sha256(b).hexdigest()
+        os.makedirs(os.path.join(path, "blobs", "sha256"), exist_ok=True)
+        with open(os.path.join(path, "blobs", "sha256", d), "wb") as f:
+            f.write(b)
+        return "sha256:" + d, len(b)
+    ls = [blob(x) for x in layers]
+    cfg = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": cmd} if cmd else {},
+                      "rootfs": {"type": "layers", "diff_ids": [d for d, _ in ls]}}).encode()
+    cd, cl = blob(cfg)
+    man = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                      "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cl},
+                      "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": n}
+                                 for d, n in ls]}).encode()
+    md, ml = blob(man)
+    with open(os.path.join(path, "index.json"), "w") as f:
+        json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                                      "digest": md, "size": ml,
+                                                      "annotations": {"org.opencontainers.image.ref.name": tag}}]}, f)
+    with open(os.path.join(path, "oci-layout"), "w") as f:
+        f.write('{"imageLayoutVersion":"1.0.0"}')

@@ -6,9 +6,7 @@ file; an image of 501 layers cannot be mounted (overlayfs stacks at most 500) bu
 squashes fine; mount refuses a non-empty DIR, a DIR that is already a mount point
 and an unknown image, leaving nothing mounted. Needs root and busybox-static
 (SKIPPED otherwise)."""
-import hashlib
 import io
-import json
 import os
 import shutil
 import signal
@@ -63,30 +61,6 @@ def tar_of(files, links=()):
     return buf.getvalue()
 
 
-def oci_dir(path, layers, tag, cmd=None):
-    def blob(b):
-        d = hashlib.sha256(b).hexdigest()
-        os.makedirs(os.path.join(path, "blobs", "sha256"), exist_ok=True)
-        with open(os.path.join(path, "blobs", "sha256", d), "wb") as f:
-            f.write(b)
-        return "sha256:" + d, len(b)
-    ls = [blob(x) for x in layers]
-    cfg = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": cmd} if cmd else {},
-                      "rootfs": {"type": "layers", "diff_ids": [d for d, _ in ls]}}).encode()
-    cd, cl = blob(cfg)
-    man = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                      "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cl},
-                      "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": n}
-                                 for d, n in ls]}).encode()
-    md, ml = blob(man)
-    with open(os.path.join(path, "index.json"), "w") as f:
-        json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-                                                      "digest": md, "size": ml,
-                                                      "annotations": {"org.opencontainers.image.ref.name": tag}}]}, f)
-    with open(os.path.join(path, "oci-layout"), "w") as f:
-        f.write('{"imageLayoutVersion":"1.0.0"}')
-
-
 def main():
     if os.geteuid() != 0:
         L.skip("run/mount need root (namespaces, mounts)")
@@ -100,7 +74,7 @@ def main():
         bbl = tar_of([("bin", None), ("bin/busybox", open(bb, "rb").read()), ("etc", None), ("tmp", None)],
                      links=[("bin/sh", "busybox"), ("bin/cat", "busybox"), ("bin/sleep", "busybox")])
         lay = os.path.join(work, "bb")
-        oci_dir(lay, [bbl], "bb:1", cmd=["/bin/sh"])
+        L.oci_dir(lay, [bbl], "bb:1", cmd=["/bin/sh"])
         r = shale(root, "load", "-i", lay, "--tag", "bb:1")
         check(r.returncode == 0, f"load: {r.stderr}")
 
@@ -143,7 +117,7 @@ def main():
         ok, line = one_line(r)
         check(ok and "minimum" in line, f"--size below the minimum: {line}")
         big = os.path.join(work, "big")
-        oci_dir(big, [tar_of([("blob", os.urandom(12 << 20))])], "big:1")
+        L.oci_dir(big, [tar_of([("blob", os.urandom(12 << 20))])], "big:1")
         r = shale(root, "load", "-i", big, "--tag", "big:1")
         r = shale(root, "squash", "--no-cache", "--format", "ext4", "--size", "8M", "big:1", "-o",
                   os.path.join(work, "tiny.ext4"))
@@ -153,7 +127,7 @@ def main():
 
         # 501 layers: mount refuses clearly, squash works
         many = os.path.join(work, "many")
-        oci_dir(many, [tar_of([(f"f{i:03d}", str(i).encode())]) for i in range(501)], "many:1")
+        L.oci_dir(many, [tar_of([(f"f{i:03d}", str(i).encode())]) for i in range(501)], "many:1")
         r = shale(root, "load", "-i", many, "--tag", "many:1")
         check(r.returncode == 0, f"load 501 layers: {r.stderr}")
         mp = os.path.join(work, "mp")

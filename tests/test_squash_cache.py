@@ -8,9 +8,7 @@ again); --no-cache neither uses nor fills the cache; `prune` removes the entries
 of images that are gone; ext4 squash works as a non-root user (uid 65534) and
 passes e2fsck.
 """
-import hashlib
 import io
-import json
 import os
 import shutil
 import subprocess
@@ -52,30 +50,6 @@ def layer(files):
     return buf.getvalue()
 
 
-def oci_dir(path, layers, tag):
-    def blob(b):
-        d = hashlib.sha256(b).hexdigest()
-        os.makedirs(os.path.join(path, "blobs", "sha256"), exist_ok=True)
-        with open(os.path.join(path, "blobs", "sha256", d), "wb") as f:
-            f.write(b)
-        return "sha256:" + d, len(b)
-    ls = [blob(x) for x in layers]
-    cfg = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
-                      "rootfs": {"type": "layers", "diff_ids": [d for d, _ in ls]}}).encode()
-    cd, cl = blob(cfg)
-    man = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                      "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cl},
-                      "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": n}
-                                 for d, n in ls]}).encode()
-    md, ml = blob(man)
-    with open(os.path.join(path, "index.json"), "w") as f:
-        json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-                                                      "digest": md, "size": ml,
-                                                      "annotations": {"org.opencontainers.image.ref.name": tag}}]}, f)
-    with open(os.path.join(path, "oci-layout"), "w") as f:
-        f.write('{"imageLayoutVersion":"1.0.0"}')
-
-
 def cache_files(root):
     d = os.path.join(root, "cache", "squash")
     return sorted(os.listdir(d)) if os.path.isdir(d) else []
@@ -86,7 +60,7 @@ def main():
         os.chmod(work, 0o755)
         root = os.path.join(work, "st")
         lay = os.path.join(work, "lay")
-        oci_dir(lay, [layer({"a": None, "a/x": b"x" * 100000, "a/y": b"y", "a/empty": b"", "big": b"q" * 3000000}),
+        L.oci_dir(lay, [layer({"a": None, "a/x": b"x" * 100000, "a/y": b"y", "a/empty": b"", "big": b"q" * 3000000}),
                       layer({"a/.wh.y": b"", "b": None, "b/z": b"z" * 5000})], "sq:1")
         r = shale(root, "load", "-i", lay, "--tag", "sq:1")
         check(r.returncode == 0, f"load: {r.stderr}")
