@@ -84,6 +84,8 @@ struct loader {
 	size_t nconfigs;
 	char tag_manifest[72];  /* the image --tag named, "" if none */
 	int tag_conflict;       /* --tag would name two different images */
+	char first_image[72];   /* manifest digest of the first image added */
+	int many_images;        /* a second, different image was added */
 };
 
 /* A byte source for one entry: a peeked prefix, then the underlying reader. */

@@ -253,6 +253,10 @@ static int set_names(struct loader *L, const struct image_in *in, const char *di
 	const char *orig = shl_json_get_str(rec, "original_manifest");
 	int rc = 0;
 
+	if (!L->first_image[0])
+		snprintf(L->first_image, sizeof(L->first_image), "%s", digest);
+	else if (strcmp(L->first_image, digest))
+		L->many_images = 1;
 	if (in->names.from_tag) {
 		if (L->tag_manifest[0] && strcmp(L->tag_manifest, digest))
 			L->tag_conflict = 1;
@@ -682,6 +686,28 @@ static int load_dir_layout(struct loader *L, struct item *mj)
 	return rc;
 }
 
+/* --tag when every image the archive holds has a name of its own: one more
+ * name for the one image; with several, which one is meant is unclear. */
+static int tag_named(struct loader *L)
+{
+	char full[600], fam[600];
+	shl_ref r;
+	int rc;
+
+	if (L->many_images)
+		return shl_err(SHL_EINVAL, "--tag %s: the archive holds several images, each named; load it without "
+			       "--tag and add names with `shale tag`", L->o->tag);
+	if ((rc = shl_ref_parse(L->o->tag, &r)))
+		return shl_err_ctx(rc, "--tag");
+	if (r.digest[0])
+		return shl_err(SHL_EINVAL, "--tag %s: an image is named by a tag, not a digest", L->o->tag);
+	shl_ref_full(&r, full, sizeof(full));
+	shl_ref_familiar(&r, fam, sizeof(fam));
+	if ((rc = shl_batch_set_ref(L->batch, full, L->first_image)))
+		return rc;
+	return add_loaded(L, fam);
+}
+
 int shl_load__resolve(struct loader *L)
 {
 	struct item *ij = shl_load__find(L, "index.json"), *mj = shl_load__find(L, "manifest.json");
@@ -690,6 +716,8 @@ int shl_load__resolve(struct loader *L)
 	L->ndescs = 0;
 	L->tag_manifest[0] = '\0';
 	L->tag_conflict = 0;
+	L->first_image[0] = '\0';
+	L->many_images = 0;
 	L->nconfigs = 0;
 	if (ij) {
 		int any = 0;
@@ -709,5 +737,7 @@ int shl_load__resolve(struct loader *L)
 	if (!rc && L->tag_conflict)
 		rc = shl_err(SHL_EINVAL, "--tag %s: the archive holds several untagged images; load it without --tag "
 			     "and name them with `shale tag`", L->o->tag);
+	if (!rc && L->o->tag && *L->o->tag && !L->tag_manifest[0] && L->first_image[0])
+		rc = tag_named(L);
 	return rc;
 }

@@ -187,10 +187,16 @@ int shl_umount(const char *target, int detach)
 int shl_is_mountpoint(const char *path)
 {
 	struct stat a, b;
+	struct statx sx;
 	char parent[4200];
 
 	if (lstat(path, &a) != 0 || !S_ISDIR(a.st_mode))
 		return 0;
+	/* the kernel knows (>= 5.8): this also sees a bind mount within one
+	 * file system, which a device comparison misses */
+	if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_BASIC_STATS, &sx) == 0 &&
+	    (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT))
+		return (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT) != 0;
 	snprintf(parent, sizeof(parent), "%s/..", path);
 	if (stat(parent, &b) != 0)
 		return 0;

@@ -4,8 +4,8 @@
  * The image is mounted writable on a throwaway tmpfs upper (run/imagemount.c,
  * state records the supervisor's pid). A child is cloned into new mount, pid,
  * uts and ipc namespaces (and net with --net none); it makes its mounts
- * private, adds /proc, a minimal /dev and (--net host) resolv.conf/hosts,
- * pivot_roots into the image, applies the config's Env, WorkingDir, User,
+ * private, adds /proc, a minimal /dev and (--net host) copies of the host's
+ * resolv.conf/hosts, all resolved inside the image (RESOLVE_IN_ROOT), pivot_roots into the image, applies the config's Env, WorkingDir, User,
  * Entrypoint and Cmd and execs. The supervisor forwards signals, returns the
  * exit status and unmounts everything; if the supervisor is killed, the child
  * dies with it (PDEATHSIG) and the next shale command sweeps the mounts.
@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/openat2.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -39,6 +40,7 @@ struct child_args {
 	const char *workdir;
 	const char *user;
 	int pipefd;           /* error reports back to the supervisor */
+	int rootfd;           /* the image's root (child only) */
 };
 
 static void child_fail(struct child_args *a, const char *what)
@@ -52,26 +54,88 @@ static void child_fail(struct child_args *a, const char *what)
 	_exit(127);
 }
 
-static void mknod_dev(struct child_args *a, const char *name, unsigned maj, unsigned min)
+/*
+ * Every path the child touches inside the image before pivot_root is
+ * resolved by the kernel with RESOLVE_IN_ROOT: an image's symlink (etc ->
+ * /etc, proc -> /tmp/x, resolv.conf -> ../run/...) then resolves inside the
+ * image, never on the host. Mounts go onto the resolved object through its
+ * /proc/self/fd link; files are written through directory fds.
+ */
+static int in_root(struct child_args *a, const char *rel, int flags)
 {
-	char p[4200];
+	struct open_how how;
 
-	snprintf(p, sizeof(p), "%s/dev/%s", a->rootfs, name);
-	if (mknod(p, S_IFCHR | 0666, makedev(maj, min)) != 0 || chmod(p, 0666) != 0)
-		child_fail(a, p);
+	memset(&how, 0, sizeof(how));
+	how.flags = (unsigned long long)(flags | O_CLOEXEC);
+	how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+	return (int)syscall(SYS_openat2, a->rootfd, rel, &how, sizeof(how));
 }
 
-static void bind_file(struct child_args *a, const char *src, const char *rel)
+/* The directory `name` right under the image's root as an O_PATH fd; made
+ * when absent, a dangling symlink in its place replaced by a directory. */
+static int root_dir(struct child_args *a, const char *name, mode_t mode)
 {
-	char p[4200];
-	int fd;
+	struct stat st;
+	int fd = in_root(a, name, O_PATH | O_DIRECTORY);
 
-	snprintf(p, sizeof(p), "%s%s", a->rootfs, rel);
-	fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-	if (fd >= 0)
-		close(fd);
-	if (access(src, R_OK) == 0 && mount(src, p, NULL, MS_BIND, NULL) != 0)
-		child_fail(a, p);
+	if (fd < 0 && errno == ENOENT) {
+		if (fstatat(a->rootfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+			unlinkat(a->rootfd, name, 0);
+		if (mkdirat(a->rootfd, name, mode) != 0 && errno != EEXIST)
+			child_fail(a, name);
+		fd = in_root(a, name, O_PATH | O_DIRECTORY);
+	}
+	if (fd < 0) {
+		char what[300];
+		snprintf(what, sizeof(what), "/%s in the image", name);
+		child_fail(a, what);
+	}
+	return fd;
+}
+
+static void mount_on(struct child_args *a, int fd, const char *src, const char *type, unsigned long flags,
+		     const char *data, const char *what)
+{
+	char p[64];
+
+	snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
+	if (mount(src, p, type, flags, data) != 0)
+		child_fail(a, what);
+}
+
+static void mknod_dev(struct child_args *a, int devfd, const char *name, unsigned maj, unsigned min)
+{
+	if (mknodat(devfd, name, S_IFCHR | 0666, makedev(maj, min)) != 0 ||
+	    fchmodat(devfd, name, 0666, 0) != 0)
+		child_fail(a, name);
+}
+
+/* The host's `src` (resolv.conf, hosts) copied into a fresh regular file
+ * <etc>/<name> on the throwaway upper: whatever the image had there (a file,
+ * a dangling symlink) is replaced, and the host's file is never exposed. */
+static void copy_host_file(struct child_args *a, int etcfd, const char *src, const char *name)
+{
+	char buf[65536];
+	ssize_t n;
+	int in = open(src, O_RDONLY | O_CLOEXEC | O_NONBLOCK), out;
+	struct stat st;
+
+	if (in < 0)
+		return; /* the host has none: leave the image's */
+	if (fstat(in, &st) != 0 || !S_ISREG(st.st_mode)) {
+		close(in);
+		return;
+	}
+	if (unlinkat(etcfd, name, 0) != 0 && errno != ENOENT)
+		child_fail(a, name); /* e.g. a directory named resolv.conf */
+	out = openat(etcfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (out < 0)
+		child_fail(a, name);
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		if (write(out, buf, (size_t)n) != n)
+			child_fail(a, name);
+	close(in);
+	close(out);
 }
 
 /* "uid[:gid]" or a name from the image's /etc/passwd (read after pivot_root). */
@@ -125,7 +189,7 @@ static void set_user(struct child_args *a)
 static int child_main(void *arg)
 {
 	struct child_args *a = arg;
-	char p[4200], old[4200];
+	int fd;
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
@@ -133,35 +197,38 @@ static int child_main(void *arg)
 	/* the image's root must be a mount point of its own for pivot_root */
 	if (mount(a->rootfs, a->rootfs, NULL, MS_BIND | MS_REC, NULL) != 0)
 		child_fail(a, "bind the root");
-	snprintf(p, sizeof(p), "%s/proc", a->rootfs);
-	mkdir(p, 0555);
-	if (mount("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
-		child_fail(a, "mount /proc");
-	snprintf(p, sizeof(p), "%s/dev", a->rootfs);
-	mkdir(p, 0755);
-	if (mount("tmpfs", p, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=65536k") != 0)
-		child_fail(a, "mount /dev");
-	mknod_dev(a, "null", 1, 3);
-	mknod_dev(a, "zero", 1, 5);
-	mknod_dev(a, "full", 1, 7);
-	mknod_dev(a, "random", 1, 8);
-	mknod_dev(a, "urandom", 1, 9);
-	mknod_dev(a, "tty", 5, 0);
+	a->rootfd = open(a->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (a->rootfd < 0)
+		child_fail(a, a->rootfs);
+	fd = root_dir(a, "proc", 0555);
+	mount_on(a, fd, "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, "mount /proc");
+	close(fd);
+	fd = root_dir(a, "dev", 0755);
+	mount_on(a, fd, "tmpfs", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=65536k", "mount /dev");
+	close(fd);
+	fd = root_dir(a, "dev", 0755); /* now the tmpfs */
+	mknod_dev(a, fd, "null", 1, 3);
+	mknod_dev(a, fd, "zero", 1, 5);
+	mknod_dev(a, fd, "full", 1, 7);
+	mknod_dev(a, fd, "random", 1, 8);
+	mknod_dev(a, fd, "urandom", 1, 9);
+	mknod_dev(a, fd, "tty", 5, 0);
+	close(fd);
 	if (!a->o->net_none) {
-		snprintf(p, sizeof(p), "%s/etc", a->rootfs);
-		mkdir(p, 0755);
-		bind_file(a, "/etc/resolv.conf", "/etc/resolv.conf");
-		bind_file(a, "/etc/hosts", "/etc/hosts");
+		fd = root_dir(a, "etc", 0755);
+		copy_host_file(a, fd, "/etc/resolv.conf", "resolv.conf");
+		copy_host_file(a, fd, "/etc/hosts", "hosts");
+		close(fd);
 	}
 	if (sethostname("shale", 5) != 0)
 		child_fail(a, "sethostname");
-	snprintf(old, sizeof(old), "%s/.shale-oldroot", a->rootfs);
-	mkdir(old, 0700);
-	if (syscall(SYS_pivot_root, a->rootfs, old) != 0)
+	/* pivot_root(".", "."): the old root ends up stacked on the new one and
+	 * is detached at once; no directory in the image is needed for it */
+	if (fchdir(a->rootfd) != 0 || syscall(SYS_pivot_root, ".", ".") != 0)
 		child_fail(a, "pivot_root");
-	if (chdir("/") != 0 || umount2("/.shale-oldroot", MNT_DETACH) != 0)
+	if (umount2(".", MNT_DETACH) != 0 || chdir("/") != 0)
 		child_fail(a, "leave the old root");
-	rmdir("/.shale-oldroot");
+	close(a->rootfd);
 	if (chdir(a->workdir && *a->workdir ? a->workdir : "/") != 0)
 		child_fail(a, a->workdir);
 	set_user(a);
@@ -260,8 +327,10 @@ int shl_run(shl_store *s, const char *ref, const shl_run_opts *o, int *exit_stat
 		rc = shl_err_sys(SHL_EIO, "mkdir %s", rootfs);
 		goto out;
 	}
-	if ((rc = shl_image_mount(s, manifest, rootfs, &mo)))
+	if ((rc = shl_image_mount(s, manifest, rootfs, &mo))) {
+		shl_err_ctx(rc, "%s", ref); /* the message names the manifest */
 		goto out;
+	}
 	mounted = 1;
 	if (pipe2(pipefd, O_CLOEXEC) != 0) {
 		rc = shl_err_sys(SHL_EIO, "pipe");

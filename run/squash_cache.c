@@ -111,7 +111,7 @@ static int copy_sparse(int src, int dst)
 				break;
 			shl_dio_free(d);
 			d = NULL;
-			if ((rc = shl_dio_open(&d, dst, (uint64_t)data)))
+			if ((rc = shl_dio_open(&d, dst, (uint64_t)data, "squash output")))
 				break;
 		}
 		for (off_t at = data; !rc && at < hole;) {

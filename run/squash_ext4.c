@@ -214,7 +214,7 @@ static int wqueue(struct ectx *c, const char *p, uint64_t len, uint64_t at)
 	int rc;
 
 	if (!c->dio) {
-		if ((rc = shl_dio_open(&c->dio, c->out_fd, at)))
+		if ((rc = shl_dio_open(&c->dio, c->out_fd, at, "ext4 image")))
 			return rc;
 		if (!c->dio) {
 			/* no direct I/O here after all: plain writes */

@@ -60,7 +60,7 @@ static void dio_setup(shl_tarout *t)
 	t->dio_tried = 1;
 	if (fstat(t->fd, &st) || !S_ISREG(st.st_mode) || (pos = lseek(t->fd, 0, SEEK_CUR)) < 0)
 		return;
-	if (shl_dio_open(&t->dio, t->fd, (uint64_t)pos) != 0) {
+	if (shl_dio_open(&t->dio, t->fd, (uint64_t)pos, "output archive") != 0) {
 		t->dio = NULL;
 		shl_error_clear(); /* out of memory for the buffer: the ordinary way */
 	}

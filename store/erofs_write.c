@@ -627,7 +627,7 @@ static int copy_data(struct wctx *c, int out_fd)
 		if (!dio_tried && c->o->mode == SHL_EROFS_FULL) {
 			struct stat st;
 			dio_tried = 1;
-			if (fstat(out_fd, &st) == 0 && S_ISREG(st.st_mode) && (rc = shl_dio_open(&dio, out_fd, (uint64_t)dst)))
+			if (fstat(out_fd, &st) == 0 && S_ISREG(st.st_mode) && (rc = shl_dio_open(&dio, out_fd, (uint64_t)dst, "EROFS image")))
 				break;
 			dpos = (uint64_t)dst;
 		}

@@ -345,6 +345,13 @@ def run(work):
             img = inspect(root, "myapp:1.0")
             check(img["Id"] == sha(cfg) and img["RootFS"]["Layers"] == DIFFS, f"docker25 {cname} {how}: IDs")
             check(img["Shale"]["Manifest"] == sha(man), f"docker25 {cname} {how}: manifest digest not kept")
+    # --tag on an archive that names its one image: one more name, not ignored
+    root = fresh()
+    r = shale(root, "load", "--tag", "mine/app:2", "-i", p)
+    check(r.returncode == 0 and loaded(r.stdout.decode()) == ["Loaded image: myapp:1.0", "Loaded image: mine/app:2"],
+          f"--tag on a named image: {r.stdout!r} {r.stderr!r}")
+    check(r.returncode == 0 and inspect(root, "mine/app:2")["Id"] == inspect(root, "myapp:1.0")["Id"] == sha(cfg),
+          "--tag on a named image: the names differ")
     # Docker >= 25 quirks: an untagged image missing from index.json (moby
     # #51389), "manifests": null (moby #47210); manifest.json has them
     d25e = tarfile_entries(docker25_archive()[0])
@@ -568,6 +575,12 @@ def hostile(work, fresh, leg, legp, d25):
     r = shale(root, "load", "--tag", "x:1", data=two)
     check(r.returncode == 1 and "several untagged images" in r.stderr.decode(), f"--tag with two: {r.stderr!r}")
     check(store_state(root) == before, "--tag conflict changed the store")
+    # several images, each named: which one --tag means is unclear
+    named = tar_of([(n_, jdump([dict(e, RepoTags=[f"n{i}:1"]) for i, e in enumerate(json.loads(d))])
+                     if n_ == "manifest.json" else d) for n_, d in leg_e])
+    r = shale(root, "load", "--tag", "x:1", data=named)
+    check(r.returncode == 1 and "several images, each named" in r.stderr.decode(), f"--tag with two named: {r.stderr!r}")
+    check(store_state(root) == before, "--tag with two named images changed the store")
     # culprits are named
     for name, want in (("layer digest mismatch", DIFFS[1][7:]), ("missing layer blob", DIFFS[1]),
                        ("symlink escaping", "esc/layer.tar"), ("duplicate with other content", "repositories"),

@@ -38,11 +38,13 @@ struct shl_dio {
 	const uint8_t *job;
 	size_t job_len;
 	uint64_t job_off;
+	const char *what; /* the file, for messages ("layer tar") */
 	int err;         /* first write error (code), sticky */
 	char msg[256];
 };
 
-static int pwrite_all(int fd, const uint8_t *p, size_t len, uint64_t off, int *einval, char *msg, size_t msglen)
+static int pwrite_all(const shl_dio *d, int fd, const uint8_t *p, size_t len, uint64_t off, int *einval, char *msg,
+		      size_t msglen)
 {
 	while (len) {
 		ssize_t n = pwrite(fd, p, len, (off_t)off);
@@ -54,7 +56,7 @@ static int pwrite_all(int fd, const uint8_t *p, size_t len, uint64_t off, int *e
 		}
 		if (n <= 0) {
 			int e = n == 0 ? ENOSPC : errno;
-			snprintf(msg, msglen, "write layer tar (at offset %llu): %s", (unsigned long long)off, strerror(e));
+			snprintf(msg, msglen, "write %s at offset %llu: %s", d->what, (unsigned long long)off, strerror(e));
 			return e == ENOSPC || e == EDQUOT ? SHL_ENOSPC : SHL_EIO;
 		}
 		p += n;
@@ -70,13 +72,13 @@ static int write_job(shl_dio *d, const uint8_t *p, size_t len, uint64_t off, cha
 	int einval = 0, rc;
 
 	if (d->dfd >= 0) {
-		if ((rc = pwrite_all(d->dfd, p, len, off, &einval, msg, msglen)) || !einval)
+		if ((rc = pwrite_all(d, d->dfd, p, len, off, &einval, msg, msglen)) || !einval)
 			return rc;
 		/* the filesystem refused direct I/O after all: buffered from now on */
 		close(d->dfd);
 		d->dfd = -1;
 	}
-	return pwrite_all(d->fd, p, len, off, NULL, msg, msglen);
+	return pwrite_all(d, d->fd, p, len, off, NULL, msg, msglen);
 }
 
 static void *writer(void *arg)
@@ -120,7 +122,7 @@ static int drain(shl_dio *d)
 	return rc ? shl_err(rc, "%s", d->msg) : 0;
 }
 
-int shl_dio_open(shl_dio **out, int fd, uint64_t off)
+int shl_dio_open(shl_dio **out, int fd, uint64_t off, const char *what)
 {
 	char path[64];
 	shl_dio *d;
@@ -144,6 +146,7 @@ int shl_dio_open(shl_dio **out, int fd, uint64_t off)
 	}
 	d->fd = fd;
 	d->dfd = dfd;
+	d->what = what ? what : "output";
 	d->off = off;
 	pthread_mutex_init(&d->mu, NULL);
 	pthread_cond_init(&d->cv, NULL);
@@ -225,13 +228,13 @@ int shl_dio_finish(shl_dio *d)
 		return rc;
 	if (d->len) {
 		/* the unaligned tail, through the buffered descriptor */
-		if ((rc = pwrite_all(d->fd, d->buf[d->cur], d->len, d->off, NULL, msg, sizeof(msg))))
+		if ((rc = pwrite_all(d, d->fd, d->buf[d->cur], d->len, d->off, NULL, msg, sizeof(msg))))
 			return shl_err(rc, "%s", msg);
 		d->off += d->len;
 		d->len = 0;
 	}
 	if (lseek(d->fd, (off_t)d->off, SEEK_SET) < 0)
-		return shl_err_sys(SHL_EIO, "seek layer tar");
+		return shl_err_sys(SHL_EIO, "seek %s", d->what);
 	return 0;
 }
 

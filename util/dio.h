@@ -19,8 +19,10 @@ typedef struct shl_dio shl_dio;
 
 /* Start appending to regular file `fd` at offset `off`. *out is NULL (and 0
  * returned) when direct I/O cannot be used (filesystem without O_DIRECT,
- * unaligned offset, $SHALE_NO_DIRECT set): write buffered instead. */
-int shl_dio_open(shl_dio **out, int fd, uint64_t off);
+ * unaligned offset, $SHALE_NO_DIRECT set): write buffered instead. `what`
+ * names the file in error messages ("write <what> at offset N: ...") and
+ * must outlive the writer (a string literal). */
+int shl_dio_open(shl_dio **out, int fd, uint64_t off, const char *what);
 /* Append bytes (copied; written in whole blocks as the buffer fills). */
 int shl_dio_write(shl_dio *d, const void *p, size_t len);
 /* Continue at another (aligned) offset: what is pending must be whole blocks. */

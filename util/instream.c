@@ -390,7 +390,7 @@ static int setup(shl_instream *s)
 		off_t off = lseek(s->out_fd, 0, SEEK_CUR);
 		s->out_seekable = off >= 0;
 		s->out_off = s->synced = off >= 0 ? (uint64_t)off : 0;
-		if (s->out_seekable && (rc = shl_dio_open(&s->dio, s->out_fd, s->out_off)))
+		if (s->out_seekable && (rc = shl_dio_open(&s->dio, s->out_fd, s->out_off, "layer tar")))
 			return rc;
 	}
 	if (!s->fn && fstat(s->in_fd, &st) == 0) {

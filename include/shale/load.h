@@ -23,7 +23,9 @@ typedef struct shl_load_opts {
 	const char *platform;   /* "os/arch[/variant]"; NULL: the host's */
 	int all_platforms;
 	const char *tag;        /* name for the untagged image (an error if the
-	                           archive holds several untagged images) */
+	                           archive holds several untagged images); if
+	                           every image is named and there is one, one
+	                           more name for it (several: an error) */
 	int threads;            /* parallel layer conversions from a seekable
 	                           input; 0: default (2) */
 } shl_load_opts;
