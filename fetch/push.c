@@ -4,7 +4,9 @@
  * it already (HEAD) or can mount it from another repository of the same
  * registry; otherwise the stored tar is compressed on the fly (gzip, or zstd)
  * by a thread writing into a pipe that curl streams as one chunked PATCH,
- * hashed as it goes, and committed with PUT ?digest=. Then the config, then
+ * hashed as it goes, and committed with PUT ?digest=. Two layers upload at
+ * once (compression is CPU-bound: one per core); their progress reaches the
+ * caller's callback on its own thread. Then the config, then
  * an OCI manifest, or the image's own manifest verbatim when every layer
  * kept its original blob (the manifest digest survives pull -> push).
  */
@@ -38,6 +40,13 @@ struct pusher {
 	char scope[1400];
 	char from_repo[600];    /* same-registry repository the image came from, for mounts */
 	int comp;
+	/* parallel uploads */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct up_slot *slots;
+	size_t nslots, next;    /* next slot to take */
+	size_t running;         /* workers not yet finished */
+	volatile int stop;      /* a worker failed: the others stop */
 };
 
 static void emit(struct pusher *P, int kind, const char *digest, const char *text, uint64_t cur, uint64_t total)
@@ -169,12 +178,24 @@ static void *compress_thread(void *arg)
 	return NULL;
 }
 
+/* One layer to upload: written by its worker, read by the calling thread,
+ * which turns changes into events (events stay on the calling thread). */
+struct up_slot {
+	const char *diff_id;
+	int phase;              /* 0 waiting, 1 pushing, 2 pushed, 3 failed */
+	uint64_t sent;          /* compressed bytes handed to curl so far */
+	int nretry;             /* retries so far; retry_msg: the last one's reason */
+	char retry_msg[300];
+	char digest[72];
+	int64_t size;
+	int rc;
+	char msg[600];          /* the worker's error message */
+};
+
 struct pipe_src {
 	int fd;
-	uint64_t sent;
 	struct pusher *P;
-	const char *diff_id;
-	double last;
+	struct up_slot *slot;
 };
 
 static size_t read_pipe(char *buf, size_t size, size_t n, void *ud)
@@ -182,24 +203,23 @@ static size_t read_pipe(char *buf, size_t size, size_t n, void *ud)
 	struct pipe_src *ps = ud;
 	ssize_t k;
 
+	if (ps->P->stop || (ps->P->o->reg.cancel && *ps->P->o->reg.cancel))
+		return CURL_READFUNC_ABORT;
 	do
 		k = read(ps->fd, buf, size * n);
 	while (k < 0 && errno == EINTR);
 	if (k < 0)
 		return CURL_READFUNC_ABORT;
-	ps->sent += (uint64_t)k;
-	if (shl_reg_now() - ps->last > 0.2) {
-		ps->last = shl_reg_now();
-		emit(ps->P, SHL_REG_PROGRESS, ps->diff_id, "Pushing", ps->sent, 0);
-	}
+	__atomic_add_fetch(&ps->slot->sent, (uint64_t)k, __ATOMIC_RELAXED);
 	return (size_t)k;
 }
 
-static int upload_layer(struct pusher *P, const char *diff_id, char digest[72], int64_t *size)
+static int upload_layer(struct pusher *P, struct up_slot *sl)
 {
+	const char *diff_id = sl->diff_id;
 	char tar[4096], location[4096], url[4400];
 	struct comp_job job = { -1, -1, P->comp, 0, { 0 }, 0, "" };
-	struct pipe_src ps = { -1, 0, P, diff_id, 0 };
+	struct pipe_src ps = { -1, P, sl };
 	struct shl_http_hdrs h;
 	struct curl_slist *hdrs = NULL;
 	char errbuf[CURL_ERROR_SIZE] = "";
@@ -252,8 +272,9 @@ static int upload_layer(struct pusher *P, const char *diff_id, char digest[72], 
 	ps.fd = -1;
 	pthread_join(th, NULL);
 	started = 0;
-	if (job.rc) {
-		rc = shl_err(job.rc, "compressing layer %s: %s", diff_id, job.msg);
+	/* the transfer's failure first: the compressor then fails too (EPIPE) */
+	if (cc == CURLE_ABORTED_BY_CALLBACK && !P->stop) {
+		rc = shl_err(SHL_ECANCELED, "interrupted");
 		goto out;
 	}
 	if (cc != CURLE_OK) {
@@ -265,9 +286,13 @@ static int upload_layer(struct pusher *P, const char *diff_id, char digest[72], 
 		rc = fail_status(P, "uploading a layer", status, NULL, 0);
 		goto out;
 	}
-	shl_digest_str(job.sha, digest);
-	*size = (int64_t)job.size;
-	rc = put_digest(P, h.location[0] ? h.location : location, digest, NULL, 0);
+	if (job.rc) {
+		rc = shl_err(job.rc, "compressing layer %s: %s", diff_id, job.msg);
+		goto out;
+	}
+	shl_digest_str(job.sha, sl->digest);
+	sl->size = (int64_t)job.size;
+	rc = put_digest(P, h.location[0] ? h.location : location, sl->digest, NULL, 0);
 out:
 	if (c)
 		curl_easy_cleanup(c);
@@ -337,69 +362,204 @@ static void find_from_repo(struct pusher *P, const char *ref)
 	free(js);
 }
 
+static void slot_set(struct pusher *P, struct up_slot *sl, int phase)
+{
+	pthread_mutex_lock(&P->mu);
+	sl->phase = phase;
+	pthread_cond_signal(&P->cv);
+	pthread_mutex_unlock(&P->mu);
+}
+
+/* Take layers off the list and upload them; an upload that broke starts over
+ * (a new session, compressed anew). */
+static void *upload_worker(void *arg)
+{
+	struct pusher *P = arg;
+
+	for (;;) {
+		struct up_slot *sl;
+		int rc;
+
+		pthread_mutex_lock(&P->mu);
+		sl = P->next < P->nslots && !P->stop ? &P->slots[P->next++] : NULL;
+		pthread_mutex_unlock(&P->mu);
+		if (!sl)
+			break;
+		slot_set(P, sl, 1);
+		for (int attempt = 0;; attempt++) {
+			__atomic_store_n(&sl->sent, 0, __ATOMIC_RELAXED);
+			rc = upload_layer(P, sl);
+			if (rc != SHL_ENET || attempt >= P->o->reg.retries || P->stop ||
+			    (P->o->reg.cancel && *P->o->reg.cancel))
+				break;
+			pthread_mutex_lock(&P->mu);
+			snprintf(sl->retry_msg, sizeof(sl->retry_msg), "%s", shl_error_last());
+			sl->nretry++;
+			pthread_cond_signal(&P->cv);
+			pthread_mutex_unlock(&P->mu);
+			shl_error_clear();
+			struct timespec ts = { 0, (long)(shl_reg_backoff(attempt) * 1e9) % 1000000000L };
+			ts.tv_sec = (time_t)shl_reg_backoff(attempt);
+			nanosleep(&ts, NULL);
+		}
+		if (rc) {
+			snprintf(sl->msg, sizeof(sl->msg), "%s", shl_error_last());
+			sl->rc = rc;
+			P->stop = 1;
+		}
+		slot_set(P, sl, rc ? 3 : 2);
+	}
+	pthread_mutex_lock(&P->mu);
+	P->running--;
+	pthread_cond_signal(&P->cv);
+	pthread_mutex_unlock(&P->mu);
+	return NULL;
+}
+
+/* Upload P->slots on up to two workers (compression is the cost: one per
+ * core), turning their progress into events on this thread. */
+static int upload_all(struct pusher *P)
+{
+	struct { int phase, nretry; uint64_t sent; } *seen = calloc(P->nslots, sizeof(*seen));
+	pthread_t th[2];
+	size_t nth = 0, want = P->nslots < 2 ? P->nslots : 2;
+	int rc = 0;
+
+	if (!seen)
+		return shl_err(SHL_ENOMEM, "out of memory");
+	if (P->o->reg.max_connections > 0 && want > (size_t)P->o->reg.max_connections)
+		want = (size_t)P->o->reg.max_connections;
+	pthread_mutex_lock(&P->mu);
+	for (; nth < want; nth++) {
+		if (pthread_create(&th[nth], NULL, upload_worker, P))
+			break;
+		P->running++;
+	}
+	if (!nth) {
+		pthread_mutex_unlock(&P->mu);
+		free(seen);
+		return shl_err(SHL_ENOMEM, "cannot start an upload thread");
+	}
+	for (;;) {
+		int finished = P->running == 0;
+		struct timespec dl;
+		clock_gettime(CLOCK_REALTIME, &dl);
+		dl.tv_nsec += 200000000L;
+		if (dl.tv_nsec >= 1000000000L) {
+			dl.tv_sec++;
+			dl.tv_nsec -= 1000000000L;
+		}
+		for (size_t i = 0; i < P->nslots; i++) {
+			struct up_slot *sl = &P->slots[i];
+			uint64_t sent = __atomic_load_n(&sl->sent, __ATOMIC_RELAXED);
+			char msg[300];
+			int phase = sl->phase, nretry = sl->nretry;
+			snprintf(msg, sizeof(msg), "%s", sl->retry_msg);
+			pthread_mutex_unlock(&P->mu);
+			if (phase >= 1 && seen[i].phase < 1)
+				emit(P, SHL_REG_LAYER, sl->diff_id, "Pushing", 0, 0);
+			if (nretry != seen[i].nretry)
+				emit(P, SHL_REG_RETRY, sl->diff_id, msg, 0, 0);
+			if (phase == 1 && sent != seen[i].sent)
+				emit(P, SHL_REG_PROGRESS, sl->diff_id, "Pushing", sent, 0);
+			if (phase == 2 && seen[i].phase != 2)
+				emit(P, SHL_REG_LAYER, sl->diff_id, "Pushed", (uint64_t)sl->size, (uint64_t)sl->size);
+			seen[i].phase = phase;
+			seen[i].nretry = nretry;
+			seen[i].sent = sent;
+			pthread_mutex_lock(&P->mu);
+		}
+		if (finished)
+			break;
+		pthread_cond_timedwait(&P->cv, &P->mu, &dl);
+	}
+	pthread_mutex_unlock(&P->mu);
+	for (size_t i = 0; i < nth; i++)
+		pthread_join(th[i], NULL);
+	/* the first failure in layer order; a worker stopped by it has none */
+	for (size_t i = 0; i < P->nslots && !rc; i++)
+		if (P->slots[i].rc)
+			rc = shl_err(P->slots[i].rc, "%s", P->slots[i].msg);
+	if (!rc && P->next < P->nslots)
+		rc = shl_err(SHL_EIO, "push: layers left unpushed");
+	free(seen);
+	return rc;
+}
+
 static int push_layers(struct pusher *P, shl_json *layers, shl_json *out, int *verbatim)
 {
+	size_t n = shl_json_len(layers);
+	struct up_slot **of = calloc(n ? n : 1, sizeof(*of)); /* the layer's upload, NULL if it has its blob */
 	int rc = 0;
 
 	*verbatim = 1;
-	for (size_t i = 0; i < shl_json_len(layers) && !rc; i++) {
-		shl_json *l = shl_json_at(layers, i), *e;
+	P->slots = calloc(n ? n : 1, sizeof(*P->slots));
+	if (!of || !P->slots) {
+		free(of);
+		return shl_err(SHL_ENOMEM, "out of memory");
+	}
+	/* what the registry has, or can mount: asked one by one (small requests) */
+	for (size_t i = 0; i < n && !rc; i++) {
+		shl_json *l = shl_json_at(layers, i);
 		const char *diff = shl_json_get_str(l, "diff_id"), *dg = shl_json_get_str(l, "digest"),
 			   *mt = shl_json_get_str(l, "media_type");
-		int64_t size = 0, tar_size = 0;
-		char digest[72], location[4096];
-		const char *media;
-		shl_json_get_int(l, "size", &size);
-		shl_json_get_int(l, "tar_size", &tar_size);
-		if (!diff || !dg || !mt)
-			return shl_err(SHL_EFORMAT, "image record: layer %zu incomplete", i);
-		emit(P, SHL_REG_LAYER, diff, "Preparing", 0, (uint64_t)tar_size);
+		char location[4096];
+		int64_t tar_size = 0;
 		int have = 0;
+		shl_json_get_int(l, "tar_size", &tar_size);
+		if (!diff || !dg || !mt) {
+			rc = shl_err(SHL_EFORMAT, "image record: layer %zu incomplete", i);
+			break;
+		}
+		emit(P, SHL_REG_LAYER, diff, "Preparing", 0, (uint64_t)tar_size);
 		if (strcmp(dg, diff)) {
 			/* the compressed blob the image came with: present, or mountable? */
-			if ((have = has_blob(P, dg)) < 0)
-				return have;
-			if (have) {
+			if ((have = has_blob(P, dg)) < 0) {
+				rc = have;
+			} else if (have) {
 				emit(P, SHL_REG_LAYER, diff, "Layer already exists", 0, 0);
 			} else if ((have = try_mount(P, dg, location, sizeof(location))) < 0) {
-				return have;
+				rc = have;
 			} else if (have) {
 				char txt[700];
 				snprintf(txt, sizeof(txt), "Mounted from %s", P->from_repo);
 				emit(P, SHL_REG_LAYER, diff, txt, 0, 0);
 			}
 		}
-		if (have) {
-			snprintf(digest, sizeof(digest), "%s", dg);
-			media = oci_media(mt);
-		} else {
+		if (!rc && !have) {
+			size_t k;
+			for (k = 0; k < P->nslots && strcmp(P->slots[k].diff_id, diff); k++)
+				; /* a tar used twice in one image is uploaded once */
+			if (k == P->nslots)
+				P->slots[P->nslots++].diff_id = diff;
+			of[i] = &P->slots[k];
 			*verbatim = 0;
-			emit(P, SHL_REG_LAYER, diff, "Pushing", 0, (uint64_t)tar_size);
-			/* an upload that broke starts over (a new session, compressed anew) */
-			for (int attempt = 0;; attempt++) {
-				rc = upload_layer(P, diff, digest, &size);
-				if (rc != SHL_ENET || attempt >= P->o->reg.retries ||
-				    (P->o->reg.cancel && *P->o->reg.cancel))
-					break;
-				emit(P, SHL_REG_RETRY, diff, shl_error_last(), 0, 0);
-				shl_error_clear();
-				struct timespec ts = { 0, (long)(shl_reg_backoff(attempt) * 1e9) % 1000000000L };
-				ts.tv_sec = (time_t)shl_reg_backoff(attempt);
-				nanosleep(&ts, NULL);
-			}
-			if (rc)
-				return rc;
+		}
+	}
+	if (!rc && P->nslots)
+		rc = upload_all(P);
+	for (size_t i = 0; i < n && !rc; i++) {
+		shl_json *l = shl_json_at(layers, i), *e;
+		const char *mt = shl_json_get_str(l, "media_type"), *digest = shl_json_get_str(l, "digest"), *media;
+		int64_t size = 0;
+		shl_json_get_int(l, "size", &size);
+		if (of[i]) {
+			digest = of[i]->digest;
+			size = of[i]->size;
 			media = P->comp == SHL_COMP_ZSTD ? "application/vnd.oci.image.layer.v1.tar+zstd"
 							  : "application/vnd.oci.image.layer.v1.tar+gzip";
-			emit(P, SHL_REG_LAYER, diff, "Pushed", (uint64_t)size, (uint64_t)size);
+		} else {
+			media = oci_media(mt);
 		}
 		if (!(e = shl_json_new_object()) || (rc = shl_json_set_str(e, "mediaType", media)) ||
 		    (rc = shl_json_set_str(e, "digest", digest)) || (rc = shl_json_set_int(e, "size", size))) {
 			shl_json_put(e);
-			return rc ? rc : shl_err(SHL_ENOMEM, "out of memory");
+			rc = rc ? rc : shl_err(SHL_ENOMEM, "out of memory");
+			break;
 		}
 		rc = shl_json_push(out, e);
 	}
+	free(of);
 	return rc;
 }
 
@@ -439,17 +599,19 @@ int shl_push(shl_store *s, const char *ref, const char *dest, const shl_push_opt
 	size_t outlen = 0;
 
 	memset(&P, 0, sizeof(P));
+	pthread_mutex_init(&P.mu, NULL);
+	pthread_cond_init(&P.cv, NULL);
 	P.s = s;
 	P.o = o;
 	P.fn = fn;
 	P.ctx = ctx;
 	P.comp = o->compress && !strcmp(o->compress, "zstd") ? SHL_COMP_ZSTD : SHL_COMP_GZIP;
-	if (o->compress && strcmp(o->compress, "zstd") && strcmp(o->compress, "gzip"))
-		return shl_err(SHL_EINVAL, "--compress wants gzip or zstd, not '%s'", o->compress);
-	if ((rc = shl_store_resolve(s, ref, manifest)))
-		return rc;
-	if ((rc = shl_ref_parse(dest ? dest : ref, &P.dest)))
-		return rc;
+	if (o->compress && strcmp(o->compress, "zstd") && strcmp(o->compress, "gzip")) {
+		rc = shl_err(SHL_EINVAL, "--compress wants gzip or zstd, not '%s'", o->compress);
+		goto out;
+	}
+	if ((rc = shl_store_resolve(s, ref, manifest)) || (rc = shl_ref_parse(dest ? dest : ref, &P.dest)))
+		goto out;
 	if (!P.dest.tag[0])
 		snprintf(P.dest.tag, sizeof(P.dest.tag), "latest");
 	find_from_repo(&P, ref);
@@ -504,6 +666,9 @@ out:
 	free(mbytes);
 	free(mmedia);
 	free(cbytes);
+	free(P.slots);
 	shl_reg_close(P.reg);
+	pthread_mutex_destroy(&P.mu);
+	pthread_cond_destroy(&P.cv);
 	return rc;
 }

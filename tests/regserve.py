@@ -258,6 +258,11 @@ class FaultProxy:
         self.plan = []
         self.log = []
         self.lock = threading.Lock()
+        # "rendezvous" rules: a request waits (up to rule["seconds"]) until
+        # rule["count"] such requests are in flight at once; met says it happened
+        self.cv = threading.Condition()
+        self.arrived = 0
+        self.met = False
 
     def _rule(self, method, path):
         with self.lock:
@@ -299,6 +304,14 @@ class FaultProxy:
             def handle_one(self):
                 rule = owner._rule(self.command, self.path)
                 act = rule and rule["action"]
+                if act == "rendezvous":
+                    with owner.cv:
+                        owner.arrived += 1
+                        owner.cv.notify_all()
+                        if owner.cv.wait_for(lambda: owner.arrived >= rule["count"], timeout=rule.get("seconds", 10)):
+                            owner.met = True
+                        else:
+                            owner.arrived -= 1  # gave up: no longer in flight
                 if act == "status":
                     self._entry(rule["code"])
                     return self._plain(rule["code"], b'{"errors":[{"code":"INJECTED","message":"injected fault"}]}',

@@ -91,6 +91,25 @@ def push_tests(work, lay):
                   f"one PATCH failed, then every layer went up: {[(e[0], e[3]) for e in patches]}")
             raw = json.loads(R.skopeo_inspect(f"{reg.host}/retried/img:1", raw=True))
             check(raw["config"]["digest"] == img["Id"], "the retried push is complete")
+        # two layers go up at once: each PATCH is held until the other is in flight
+        with R.FaultProxy(reg.url) as px:
+            px.plan = [{"match": "/blobs/uploads/", "method": "PATCH", "action": "rendezvous", "count": 2,
+                        "seconds": 20, "times": 2}]
+            dest = f"{px.host}/parallel/img:1"
+            r = shale(root, "push", "local/img:1", dest)
+            check(r.returncode == 0, f"parallel push: {r.stderr}")
+            check(px.met, "the two layers were not uploaded at the same time")
+            raw = json.loads(R.skopeo_inspect(f"{reg.host}/parallel/img:1", raw=True))
+            check(raw["config"]["digest"] == img["Id"] and len(raw["layers"]) == 2, "the parallel push is complete")
+        # an upload that keeps failing fails the push: one error, no manifest
+        with R.FaultProxy(reg.url) as px:
+            px.plan = [{"match": "/blobs/uploads/", "method": "PATCH", "action": "status", "code": 500, "times": 100}]
+            r = shale(root, "push", "local/img:1", f"{px.host}/failing/img:1", env={"SHALE_TRANSFER_RETRIES": "1"})
+            err = r.stderr.decode().strip().splitlines()
+            check(r.returncode == 1 and err and err[-1].startswith("shale: error:") and "500" in err[-1],
+                  f"push with a failing upload: {r.returncode} {err[-3:]}")
+            check(not [e for e in px.log if "/manifests/" in e[1] and e[0] == "PUT"],
+                  "a manifest was pushed although a layer failed")
         r = shale(root, "push", "nope:1", f"{reg.host}/x:1")
         check(r.returncode == 1 and b"no such image" in r.stderr, f"push of an unknown image: {r.stderr}")
     # Bearer tokens with push scope
@@ -162,7 +181,7 @@ def main():
     for tool in ("docker-registry", "skopeo"):
         if not R.which(tool):
             print(f"SKIPPED: {tool} is not installed")
-            return 0
+            return 77
     with tempfile.TemporaryDirectory(prefix="shale-push-") as work:
         lay = os.path.join(work, "layout")
         R.build_oci_layout(lay, [{"layers": [R.make_layer_tar({"a/x": b"x" * 5000, "a/y": b"y"}),
