@@ -8,7 +8,8 @@ Source: images built with umoci from fixture tars, written by skopeo as a
 docker-archive and loaded by shale. Checked: plain, --compress gzip and
 --compress zstd archives (zstd only for containerd: docker 20.10 predates zstd
 layers) import with the source's image IDs and diff_ids; containerd unpacks
-them (overlayfs snapshots). Skipped unless root with containerd, ctr and
+them (overlayfs snapshots). `shale import dockerd://` of the image docker
+loaded gives it back with the same IDs. Skipped unless root with containerd, ctr and
 dockerd installed (Debian packages containerd, docker.io).
 """
 import hashlib
@@ -158,6 +159,17 @@ def run(work, procs):
         j = json.loads(sh("docker", "image", "inspect", "shale/daemons:1", env=env))[0]
         check(j["Id"] == src_id and j["RootFS"]["Layers"] == src_diffs, f"docker ({comp}): IDs {j['Id']}")
         print(f"ok docker 20.10 load ({comp}): {j['Id'][:19]}")
+        if comp == "none":
+            # and back: `shale import dockerd://` streams `docker save` into load
+            st2 = os.path.join(work, "st-import")
+            r = subprocess.run([L.SHALE, "--root", st2, "import", "dockerd://shale/daemons:1"], capture_output=True,
+                               env=env)
+            if check(r.returncode == 0, f"import dockerd://: {r.stderr.decode()}"):
+                got = json.loads(sh(L.SHALE, "--root", st2, "inspect", "shale/daemons:1"))
+                got = got[0] if isinstance(got, list) else got
+                check(got["Id"] == src_id and got["RootFS"]["Layers"] == src_diffs,
+                      f"import dockerd://: IDs {got['Id']} {got['RootFS']['Layers']}")
+                print(f"ok shale import dockerd:// (docker 20.10): {got['Id'][:19]}")
         sh("docker", "rmi", "shale/daemons:1", env=env)
 
 
