@@ -2,8 +2,8 @@
  * cli/cmd_load.c - `shale load [-i FILE|DIR] [--platform P] [--all-platforms]
  * [--tag REF]`: import a docker-archive or OCI archive/layout (stdin if no
  * --input), printing "Loaded image: name:tag" per image like docker
- * ("Loaded image ID: sha256:..." for an image without a name), progress
- * lines on stderr when it is a terminal, JSON lines with --json.
+ * ("Loaded image ID: sha256:..." for an image without a name), a progress
+ * bar per layer on stderr when it is a terminal, JSON lines with --json.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "regprogress.h"
 #include "shale/load.h"
 
 static const char usage_text[] =
@@ -31,16 +32,37 @@ static const char usage_text[] =
 	"  --threads N            parallel layer conversions from a file (1-2, default 2)\n";
 
 struct out_ctx {
-	int json, quiet, tty;
+	int json, quiet;
+	struct regp bars;       /* bars.tty: a row per layer on stderr */
 };
+
+static void layer_row(struct out_ctx *c, int kind, const char *entry, const char *status, uint64_t cur,
+		      uint64_t total)
+{
+	char key[72];
+	shl_reg_event ev = { kind, key, status, cur, total };
+
+	regp_entry_key(entry, key);
+	regp_event(&c->bars, &ev);
+}
+
+static void progress(void *ctx, const char *entry, uint64_t done, uint64_t total)
+{
+	struct out_ctx *c = ctx;
+
+	if (done >= total)
+		layer_row(c, SHL_REG_LAYER, entry, "Loaded", total, total);
+	else
+		layer_row(c, SHL_REG_PROGRESS, entry, "Loading layer", done, total);
+}
 
 static void event(void *ctx, const char *ev, const char *what)
 {
 	struct out_ctx *c = ctx;
 
 	if (!strcmp(ev, "Loading layer")) {
-		if (c->tty && !c->quiet && !c->json)
-			fprintf(stderr, "Loading layer %s\n", what);
+		if (c->bars.tty)
+			layer_row(c, SHL_REG_LAYER, what, "Loading layer", 0, 0);
 		return;
 	}
 	if (c->json) {
@@ -70,7 +92,7 @@ int cmd_load(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	shl_load_opts o = SHL_LOAD_OPTS_INIT;
-	struct out_ctx oc = { cli_g.json, cli_g.quiet, isatty(2) };
+	struct out_ctx oc = { cli_g.json, cli_g.quiet, { 0 } };
 	shl_store *s = NULL;
 	int c, rc;
 
@@ -96,6 +118,9 @@ int cmd_load(int argc, char **argv)
 	}
 	if (optind != argc)
 		return cli_usage("load", "unexpected argument '%s'", argv[optind]);
+	regp_init(&oc.bars, oc.json, oc.quiet); /* a terminal on stderr, not dumb: bars */
+	if (oc.bars.tty)
+		o.progress = progress;
 	if (o.input && !strcmp(o.input, "-"))
 		o.input = NULL;
 	if (!o.input && isatty(0))

@@ -38,6 +38,21 @@ volatile int *cli_cancel_flag(void)
 	return &cancel_flag;
 }
 
+/* A row key for an archive entry: "sha256:<hex>" when its name holds a
+ * digest (blobs/sha256/<hex>, <hex>/layer.tar, <hex>.tar), else the name. */
+void regp_entry_key(const char *name, char key[72])
+{
+	for (const char *p = name; *p; p++) {
+		size_t n = strspn(p, "0123456789abcdef");
+		if (n == 64) {
+			snprintf(key, 72, "sha256:%.64s", p);
+			return;
+		}
+		p += n ? n - 1 : 0;
+	}
+	snprintf(key, 72, "%s", name);
+}
+
 void regp_init(struct regp *p, int json, int quiet)
 {
 	memset(p, 0, sizeof(*p));
@@ -65,7 +80,8 @@ static void draw_row(const struct regp_row *r)
 	const char *hex = strncmp(r->digest, "sha256:", 7) ? r->digest : r->digest + 7;
 
 	fprintf(stderr, "\r\033[K%.12s: %s", hex, r->status);
-	if (r->total && r->current < r->total && !strcmp(r->status, "Downloading")) {
+	if (r->total && r->current < r->total &&
+	    (!strcmp(r->status, "Downloading") || !strcmp(r->status, "Loading layer"))) {
 		int w = (int)(50.0 * (double)r->current / (double)r->total);
 		memset(bar, '=', (size_t)w);
 		bar[w] = '>';
@@ -74,6 +90,9 @@ static void draw_row(const struct regp_row *r)
 		cli_human_size(r->current, cur, sizeof(cur));
 		cli_human_size(r->total, tot, sizeof(tot));
 		fprintf(stderr, " [%s] %s/%s", bar, cur, tot);
+	} else if (!r->total && r->current) {
+		cli_human_size(r->current, cur, sizeof(cur)); /* a push: the compressed size is not known yet */
+		fprintf(stderr, " %s", cur);
 	}
 	fputc('\n', stderr);
 }

@@ -1,6 +1,7 @@
 /*
  * cli/regprogress.h - progress rendering for registry transfers (pull, push)
- * and the cancel flag set by SIGINT/SIGTERM.
+ * and loads (one row per layer, bars on a terminal), and the cancel flag set
+ * by SIGINT/SIGTERM.
  */
 #ifndef SHL_CLI_REGPROGRESS_H
 #define SHL_CLI_REGPROGRESS_H
@@ -25,6 +26,8 @@ struct regp {
 };
 
 void regp_init(struct regp *p, int json, int quiet);
+/* The row key for an archive entry name (a digest in it, else the name). */
+void regp_entry_key(const char *name, char key[72]);
 /* shl_reg_fn */
 void regp_event(void *ctx, const shl_reg_event *ev);
 /* Install the handlers; the flag turns 1 on the first signal (the second one

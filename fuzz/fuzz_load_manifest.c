@@ -136,7 +136,7 @@ static void run(const uint8_t *data, size_t size, int fd)
 		size_t blen = elen[i];
 		const char *nl = blen && body[0] == '#' ? memchr(body, '\n', blen) : NULL;
 		struct mem m;
-		struct entry_src src = { NULL, 0, 0, mem_read, &m, 0 };
+		struct entry_src src = { .rd = mem_read, .rd_ctx = &m };
 		struct entry_loc loc = { NULL, off };
 		if (nl) {
 			snprintf(name, sizeof(name), "%.*s", (int)(nl - body - 1), body + 1);

@@ -60,7 +60,7 @@ static int read_tar(struct loader *L, int fd, int seek, uint64_t base)
 		goto out;
 	}
 	for (;;) {
-		struct entry_src src = { NULL, 0, 0, ar_read, &ac, 0 };
+		struct entry_src src = { .rd = ar_read, .rd_ctx = &ac };
 		struct entry_loc loc = { NULL, 0 };
 		const char *raw;
 		r = archive_read_next_header(a, &e);
@@ -207,7 +207,7 @@ static int read_dir_rec(struct loader *L, const char *root, const char *rel, int
 			rc = shl_err(SHL_EFORMAT, "%s: symlinks are not allowed in an OCI layout", full);
 		} else if (S_ISREG(st.st_mode)) {
 			struct fd_ctx fc = { open(full, O_RDONLY | O_NOFOLLOW | O_CLOEXEC), full };
-			struct entry_src src = { NULL, 0, 0, fd_read, &fc, 0 };
+			struct entry_src src = { .rd = fd_read, .rd_ctx = &fc };
 			struct entry_loc loc = { full, 0 };
 			if (fc.fd < 0) {
 				rc = shl_err_sys(SHL_EIO, "open %s", full);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "load/load_int.h"
@@ -23,6 +24,7 @@ struct region {
 	uint64_t off, left;
 	const char *name;
 	const int *cancel;
+	uint64_t *done;         /* bytes read, for progress (atomic), or NULL */
 };
 
 static ssize_t region_read(void *ctx, void *buf, size_t len)
@@ -45,6 +47,8 @@ static ssize_t region_read(void *ctx, void *buf, size_t len)
 			return shl_err(SHL_EFORMAT, "archive entry '%s': truncated", r->name);
 		r->off += (uint64_t)n;
 		r->left -= (uint64_t)n;
+		if (r->done)
+			__atomic_add_fetch(r->done, (uint64_t)n, __ATOMIC_RELAXED);
 		return n;
 	}
 }
@@ -110,6 +114,8 @@ struct job {
 	char *msg;
 	int started, done;
 	int announced;
+	uint64_t read;          /* bytes of the entry read so far (atomic) */
+	int reported_end;
 };
 
 struct pool {
@@ -128,6 +134,7 @@ static void run_job(struct pool *p, struct job *j)
 	int rc = open_region(p->L, j->it, &r);
 
 	r.cancel = &p->cancel;
+	r.done = &j->read;
 	if (!rc) {
 		/* keyed by the blob digest the name claims, else by the diff_id the
 		 * config expects: a concurrent load of the same layer waits for
@@ -180,18 +187,27 @@ static int by_size_desc(const void *a, const void *b)
 	return x->it->size < y->it->size ? 1 : x->it->size > y->it->size ? -1 : 0;
 }
 
-/* Emit "Loading layer" for jobs that started, on this thread. */
+/* Emit "Loading layer" for jobs that started and the progress of those
+ * running or just done, on this thread. */
 static void announce(struct pool *p)
 {
+	const shl_load_opts *o = p->L->o;
+
 	for (size_t i = 0; i < p->n; i++) {
 		struct job *j = p->jobs[i];
-		int now;
+		int now, running, end;
 		pthread_mutex_lock(&p->mu);
 		now = j->started && !j->announced;
 		j->announced |= now;
+		running = j->started && !j->done;
+		end = j->done && !j->reported_end && !j->rc;
+		j->reported_end |= end;
 		pthread_mutex_unlock(&p->mu);
 		if (now && p->L->fn)
 			p->L->fn(p->L->ctx, "Loading layer", j->it->name);
+		if (o->progress && (running || end))
+			o->progress(p->L->ctx, j->it->name, end ? j->it->size : __atomic_load_n(&j->read, __ATOMIC_RELAXED),
+				    j->it->size);
 	}
 }
 
@@ -274,6 +290,8 @@ int shl_load__convert_needed(struct loader *L)
 			run_job(&p, p.jobs[i]);
 			if (p.jobs[i]->rc)
 				break;
+			if (L->o->progress)
+				L->o->progress(L->ctx, p.jobs[i]->it->name, p.jobs[i]->it->size, p.jobs[i]->it->size);
 		}
 		rc = collect(&p);
 		goto out;
@@ -289,14 +307,30 @@ int shl_load__convert_needed(struct loader *L)
 		uint64_t seen = 0;
 		pthread_mutex_lock(&p.mu);
 		while (p.finished < p.n) {
-			while (p.events == seen)
-				pthread_cond_wait(&p.cv, &p.mu);
+			/* woken by starts and finishes; with progress wanted, also
+			 * five times a second */
+			while (p.events == seen) {
+				if (!L->o->progress) {
+					pthread_cond_wait(&p.cv, &p.mu);
+					continue;
+				}
+				struct timespec dl;
+				clock_gettime(CLOCK_REALTIME, &dl);
+				dl.tv_nsec += 200000000L;
+				if (dl.tv_nsec >= 1000000000L) {
+					dl.tv_sec++;
+					dl.tv_nsec -= 1000000000L;
+				}
+				if (pthread_cond_timedwait(&p.cv, &p.mu, &dl) == ETIMEDOUT)
+					break;
+			}
 			seen = p.events;
 			pthread_mutex_unlock(&p.mu);
 			announce(&p);
 			pthread_mutex_lock(&p.mu);
 		}
 		pthread_mutex_unlock(&p.mu);
+		announce(&p); /* the last one's end */
 	}
 	for (size_t i = 0; i < nthr; i++)
 		pthread_join(thr[i], NULL);

@@ -8,6 +8,7 @@
  * accepted only with identical content.
  */
 #include <errno.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,25 @@
 
 /* ---- the entry source ------------------------------------------------------ */
 
+double shl_load__now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void src_progress(struct entry_src *e, size_t n)
+{
+	double now;
+
+	e->done += n;
+	if (!e->L || !e->L->o->progress || e->done >= e->total || (now = shl_load__now()) - e->last < 0.2)
+		return;
+	e->last = now;
+	e->L->o->progress(e->L->ctx, e->name, e->done, e->total);
+}
+
 ssize_t shl_load__src_read(void *ctx, void *buf, size_t len)
 {
 	struct entry_src *e = ctx;
@@ -31,11 +51,14 @@ ssize_t shl_load__src_read(void *ctx, void *buf, size_t len)
 			k = len;
 		memcpy(buf, e->peek + e->peek_off, k);
 		e->peek_off += k;
+		src_progress(e, k);
 		return (ssize_t)k;
 	}
 	n = e->rd(e->rd_ctx, buf, len);
 	if (n < 0)
 		e->failed = 1;
+	else
+		src_progress(e, (size_t)n);
 	return n;
 }
 
@@ -361,10 +384,18 @@ static int take_layer_now(struct loader *L, struct item *it, struct entry_src *s
 	it->kind = ITEM_LAYER;
 	if (L->fn)
 		L->fn(L->ctx, "Loading layer", it->name);
+	src->L = L;
+	src->name = it->name;
+	src->done = 0;
+	src->total = (uint64_t)it->size;
+	src->last = shl_load__now();
 	/* keyed by the blob digest its name claims: the per-layer lock makes a
 	 * concurrent load of the same blob wait, then find it stored */
 	rc = shl_store__stage_key(L->s, it->claimed[0] ? it->claimed : NULL, shl_load__src_read, src, &it->staged,
 				  known);
+	src->L = NULL;
+	if (!rc && L->o->progress)
+		L->o->progress(L->ctx, it->name, (uint64_t)it->size, (uint64_t)it->size);
 	if (rc && (src->failed || rc == SHL_ENOMEM || rc == SHL_ENOSPC || rc == SHL_EIO || rc == SHL_EDIGEST))
 		return shl_err_ctx(rc, "archive entry '%s'", it->name);
 	if (rc) {

@@ -95,6 +95,11 @@ struct entry_src {
 	shl_layer_read_fn rd;
 	void *rd_ctx;
 	int failed;             /* the underlying read failed (truncated input, I/O) */
+	/* progress of a layer converted from the stream (L set: report) */
+	struct loader *L;
+	const char *name;
+	uint64_t done, total;
+	double last;
 };
 /* Where an entry's bytes are in a seekable input (NULL for a stream). */
 struct entry_loc {
@@ -104,6 +109,8 @@ struct entry_loc {
 
 /* entries.c: the entry table */
 ssize_t shl_load__src_read(void *ctx, void *buf, size_t len);
+/* Seconds on a monotonic clock, for progress pacing. */
+double shl_load__now(void);
 struct item *shl_load__find(struct loader *L, const char *name);
 struct item *shl_load__find_blob(struct loader *L, const char *digest);
 /* follow links to the entry holding the bytes (NULL: absent, dangling, loop) */

@@ -9,6 +9,7 @@
 #ifndef SHALE_LOAD_H
 #define SHALE_LOAD_H
 
+#include <stdint.h>
 #include "shale/store.h"
 
 #ifdef __cplusplus
@@ -28,8 +29,13 @@ typedef struct shl_load_opts {
 	                           more name for it (several: an error) */
 	int threads;            /* parallel layer conversions from a seekable
 	                           input; 0: default (2) */
+	/* Bytes of a layer entry read so far (of `total`, its size in the
+	 * archive), on the calling thread with fn's ctx: about five times a
+	 * second while it converts, and once with done == total at its end.
+	 * NULL: no progress. */
+	void (*progress)(void *ctx, const char *entry, uint64_t done, uint64_t total);
 } shl_load_opts;
-#define SHL_LOAD_OPTS_INIT { SHL_LOAD_OPTS_VERSION, NULL, 0, NULL, 0, NULL, 0 }
+#define SHL_LOAD_OPTS_INIT { SHL_LOAD_OPTS_VERSION, NULL, 0, NULL, 0, NULL, 0, NULL }
 
 /* Events, always on the calling thread: ("Loading layer", "<archive entry>")
  * while converting, then after the commit one ("Loaded image",
