@@ -486,16 +486,46 @@ static int upload_all(struct pusher *P)
 	return rc;
 }
 
+static const char *push_media(const struct pusher *P)
+{
+	return P->comp == SHL_COMP_ZSTD ? "application/vnd.oci.image.layer.v1.tar+zstd"
+					: "application/vnd.oci.image.layer.v1.tar+gzip";
+}
+
+/* Remember what the uploads produced (blob -> diff_id), so the next push of
+ * these layers asks the registry (HEAD) before compressing, and a pull of
+ * them finds them stored. Best effort: the push has succeeded either way. */
+static void record_aliases(struct pusher *P)
+{
+	shl_batch *b = NULL;
+	int rc = shl_batch_new(&b);
+
+	for (size_t i = 0; i < P->nslots && !rc; i++)
+		rc = shl_batch_put_alias(b, P->slots[i].digest, P->slots[i].diff_id, push_media(P),
+					 (uint64_t)P->slots[i].size);
+	if (!rc)
+		shl_store_commit(P->s, b);
+	shl_batch_free(b);
+	shl_error_clear();
+}
+
+struct reuse {
+	char digest[72];        /* a blob shale made before (alias), on the registry */
+	int64_t size;
+};
+
 static int push_layers(struct pusher *P, shl_json *layers, shl_json *out, int *verbatim)
 {
 	size_t n = shl_json_len(layers);
 	struct up_slot **of = calloc(n ? n : 1, sizeof(*of)); /* the layer's upload, NULL if it has its blob */
+	struct reuse *ru = calloc(n ? n : 1, sizeof(*ru));
 	int rc = 0;
 
 	*verbatim = 1;
 	P->slots = calloc(n ? n : 1, sizeof(*P->slots));
-	if (!of || !P->slots) {
+	if (!of || !ru || !P->slots) {
 		free(of);
+		free(ru);
 		return shl_err(SHL_ENOMEM, "out of memory");
 	}
 	/* what the registry has, or can mount: asked one by one (small requests) */
@@ -527,6 +557,22 @@ static int push_layers(struct pusher *P, shl_json *layers, shl_json *out, int *v
 			}
 		}
 		if (!rc && !have) {
+			/* compressed by an earlier push: the registry may have that */
+			int64_t asz = 0;
+			int r = shl_store__find_alias(P->s, diff, push_media(P), ru[i].digest, &asz);
+			if (r > 0 && strcmp(ru[i].digest, dg) && (have = has_blob(P, ru[i].digest)) > 0) {
+				ru[i].size = asz;
+				*verbatim = 0;
+				emit(P, SHL_REG_LAYER, diff, "Layer already exists", 0, 0);
+			} else {
+				ru[i].digest[0] = '\0';
+				if (have < 0)
+					rc = have;
+				have = 0;
+				shl_error_clear();
+			}
+		}
+		if (!rc && !have) {
 			size_t k;
 			for (k = 0; k < P->nslots && strcmp(P->slots[k].diff_id, diff); k++)
 				; /* a tar used twice in one image is uploaded once */
@@ -536,8 +582,8 @@ static int push_layers(struct pusher *P, shl_json *layers, shl_json *out, int *v
 			*verbatim = 0;
 		}
 	}
-	if (!rc && P->nslots)
-		rc = upload_all(P);
+	if (!rc && P->nslots && !(rc = upload_all(P)))
+		record_aliases(P);
 	for (size_t i = 0; i < n && !rc; i++) {
 		shl_json *l = shl_json_at(layers, i), *e;
 		const char *mt = shl_json_get_str(l, "media_type"), *digest = shl_json_get_str(l, "digest"), *media;
@@ -546,8 +592,11 @@ static int push_layers(struct pusher *P, shl_json *layers, shl_json *out, int *v
 		if (of[i]) {
 			digest = of[i]->digest;
 			size = of[i]->size;
-			media = P->comp == SHL_COMP_ZSTD ? "application/vnd.oci.image.layer.v1.tar+zstd"
-							  : "application/vnd.oci.image.layer.v1.tar+gzip";
+			media = push_media(P);
+		} else if (ru[i].digest[0]) {
+			digest = ru[i].digest;
+			size = ru[i].size;
+			media = push_media(P);
 		} else {
 			media = oci_media(mt);
 		}
@@ -560,6 +609,7 @@ static int push_layers(struct pusher *P, shl_json *layers, shl_json *out, int *v
 		rc = shl_json_push(out, e);
 	}
 	free(of);
+	free(ru);
 	return rc;
 }
 

@@ -38,6 +38,8 @@ struct shl_batch {
 	size_t nimages, capimages;
 	struct kv *refs;
 	size_t nrefs, caprefs;
+	struct kv *aliases;     /* blob digest -> alias record, for stored layers */
+	size_t naliases, capaliases;
 };
 
 #define GROW(arr, n, cap) do { \
@@ -75,6 +77,11 @@ void shl_batch_free(shl_batch *b)
 		free(b->refs[i].key);
 		free(b->refs[i].val);
 	}
+	for (size_t i = 0; i < b->naliases; i++) {
+		free(b->aliases[i].key);
+		free(b->aliases[i].val);
+	}
+	free(b->aliases);
 	free(b->layers);
 	free(b->alias_media);
 	free(b->blobs);
@@ -97,6 +104,27 @@ int shl_batch_add_layer(shl_batch *b, const shl_staged *st, const char *alias_me
 	b->layers[b->nlayers] = *st;
 	b->alias_media[b->nlayers] = alias_media ? strdup(alias_media) : NULL;
 	b->nlayers++;
+	return 0;
+}
+
+int shl_batch_put_alias(shl_batch *b, const char *blob, const char *diff_id, const char *media, uint64_t size)
+{
+	char buf[512];
+	int n = snprintf(buf, sizeof(buf), "{\"diff_id\":\"%s\",\"media_type\":\"%s\",\"size\":%llu}", diff_id, media,
+			 (unsigned long long)size);
+
+	if (n < 0 || (size_t)n >= sizeof(buf) || strlen(blob) >= 72)
+		return shl_err(SHL_EINVAL, "alias %s: record too long", blob);
+	GROW(b->aliases, b->naliases, b->capaliases);
+	b->aliases[b->naliases].key = strdup(blob);
+	b->aliases[b->naliases].val = strdup(buf);
+	b->aliases[b->naliases].len = (size_t)n;
+	if (!b->aliases[b->naliases].key || !b->aliases[b->naliases].val) {
+		free(b->aliases[b->naliases].key);
+		free(b->aliases[b->naliases].val);
+		return shl_err(SHL_ENOMEM, "out of memory");
+	}
+	b->naliases++;
 	return 0;
 }
 
@@ -332,6 +360,21 @@ int shl_store_commit(shl_store *s, shl_batch *b)
 	}
 	for (size_t i = 0; i < b->nrefs && !rc; i++)
 		rc = shl_index_wput(w, SHL_DB_REFS, b->refs[i].key, b->refs[i].val, b->refs[i].len);
+	for (size_t i = 0; i < b->naliases && !rc; i++) {
+		/* an alias names a stored layer, like an image does */
+		shl_json *j = NULL;
+		char *v = NULL;
+		const char *d;
+		if (!(rc = shl_json_parse(&j, b->aliases[i].val, b->aliases[i].len, 4096, "alias record"))) {
+			d = shl_json_get_str(j, "diff_id");
+			if (!d || shl_index_wget(w, SHL_DB_LAYERS, d, &v, NULL) != 0)
+				rc = shl_err(SHL_ENOTFOUND, "alias %s: layer %s is not stored", b->aliases[i].key, d ? d : "?");
+			free(v);
+		}
+		shl_json_put(j);
+		if (!rc)
+			rc = shl_index_wput(w, SHL_DB_ALIASES, b->aliases[i].key, b->aliases[i].val, b->aliases[i].len);
+	}
 	if (rc)
 		shl_index_wabort(w);
 	else if (!(rc = shl_index_wcommit(w)))

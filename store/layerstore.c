@@ -323,6 +323,43 @@ int shl_store__alias(shl_store *s, const char *blob_digest, char diff_id[72])
 	return rc;
 }
 
+struct find_alias {
+	const char *diff_id, *media;
+	char *blob;
+	int64_t *size;
+	int found;
+};
+
+static int find_alias_one(void *ctx, const char *key, size_t klen, const char *val, size_t vlen)
+{
+	struct find_alias *f = ctx;
+	shl_json *j = NULL;
+	const char *d, *m;
+
+	if (klen >= 72 || shl_json_parse(&j, val, vlen, 4096, "alias record") != 0) {
+		shl_error_clear(); /* a bad record is fsck's business */
+		return 0;
+	}
+	d = shl_json_get_str(j, "diff_id");
+	m = shl_json_get_str(j, "media_type");
+	if (d && m && !strcmp(d, f->diff_id) && !strcmp(m, f->media)) {
+		memcpy(f->blob, key, klen);
+		f->blob[klen] = '\0';
+		shl_json_get_int(j, "size", f->size);
+		f->found = 1;
+	}
+	shl_json_put(j);
+	return f->found; /* non-zero stops the scan */
+}
+
+int shl_store__find_alias(shl_store *s, const char *diff_id, const char *media, char blob[72], int64_t *size)
+{
+	struct find_alias f = { diff_id, media, blob, size, 0 };
+	int rc = shl_index_foreach(s->ix, SHL_DB_ALIASES, find_alias_one, &f);
+
+	return rc < 0 ? rc : f.found;
+}
+
 int shl_store__get_blob(shl_store *s, const char *digest, char **data, size_t *len, char **media)
 {
 	char *v = NULL, *nl;

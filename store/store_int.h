@@ -82,6 +82,9 @@ void shl_store__unstage(shl_staged *st);
 int shl_store__has_layer(shl_store *s, const char *diff_id);
 /* compressed blob digest -> diff_id (SHL_ENOTFOUND if unknown) */
 int shl_store__alias(shl_store *s, const char *blob_digest, char diff_id[72]);
+/* A recorded blob of layer `diff_id` with media type `media` (a scan of the
+ * aliases): 1 and blob/size set, 0 if none, or an error. */
+int shl_store__find_alias(shl_store *s, const char *diff_id, const char *media, char blob[72], int64_t *size);
 /* blob bytes (manifest/config/index), NUL-terminated; *media may be NULL */
 int shl_store__get_blob(shl_store *s, const char *digest, char **data, size_t *len, char **media);
 /* image record (parsed JSON, caller puts) by manifest digest */
@@ -110,6 +113,9 @@ void shl_batch_free(shl_batch *b); /* unstages what was not published, releases 
 /* The batch takes over the staged layer (temp files and lock). alias_media:
  * media type of the compressed blob (NULL when the blob was the plain tar). */
 int shl_batch_add_layer(shl_batch *b, const shl_staged *st, const char *alias_media);
+/* Record that `blob` (media type `media`, `size` bytes) decompresses to the
+ * layer `diff_id`, which must be stored (or in the batch) at commit. */
+int shl_batch_put_alias(shl_batch *b, const char *blob, const char *diff_id, const char *media, uint64_t size);
 int shl_batch_put_blob(shl_batch *b, const char *digest, const char *media, const void *data, size_t len);
 /* image record JSON (the batch takes the reference) keyed by manifest digest */
 int shl_batch_put_image(shl_batch *b, const char *manifest, shl_json *rec);

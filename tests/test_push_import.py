@@ -68,6 +68,22 @@ def push_tests(work, lay):
             r2 = os.path.join(work, f"st-back-{comp}")
             r = shale(r2, "pull", dest)
             check(r.returncode == 0 and inspect(r2, dest)["Id"] == img["Id"], f"{comp}: pull back: {r.stderr}")
+        # the blobs shale made are remembered: pushing the loaded image again
+        # asks the registry (HEAD) instead of compressing and uploading again
+        with R.FaultProxy(reg.url) as px:
+            r = shale(root, "push", "local/img:1", f"{px.host}/pushed/gzip:2")
+            check(r.returncode == 0 and r.stderr.decode().count("Layer already exists") == len(img["RootFS"]["Layers"]),
+                  f"re-push of a loaded image: {r.stderr}")
+            check(not [e for e in px.log if e[0] == "PATCH"], f"re-push uploaded again: {[e[:2] for e in px.log]}")
+        check(json.loads(R.skopeo_inspect(f"{reg.host}/pushed/gzip:2", raw=True))["layers"] ==
+              json.loads(R.skopeo_inspect(f"{reg.host}/pushed/gzip:1", raw=True))["layers"],
+              "re-push: the layers differ from the first push")
+        # and a pull of what was pushed downloads no layer
+        with R.FaultProxy(reg.url) as px:
+            r = shale(root, "pull", f"{px.host}/pushed/gzip:1")
+            gets = [e for e in px.log if e[0] == "GET" and "/blobs/" in e[1]]
+            check(r.returncode == 0 and len(gets) <= 1, f"pull after push downloaded layers: {[e[1] for e in gets]}")
+        check(R.store_fsck_ok(L.SHALE, root), "fsck after push records")
         # pushing again uploads nothing new; pulled image -> another repository: mounted, same digest
         src = f"{reg.host}/pushed/gzip:1"
         r2 = os.path.join(work, "st-back-gzip")
