@@ -37,6 +37,7 @@ struct ectx {
 	int win_src, win_dfd;
 	uint8_t *win;
 	uint64_t win_off, win_len;
+	ext2_ino_t lf;      /* lost+found, made like mke2fs does */
 };
 
 struct deferred {
@@ -112,18 +113,6 @@ static uint8_t ftype(uint32_t mode)
 	case S_IFSOCK: return EXT2_FT_SOCK;
 	default: return EXT2_FT_UNKNOWN;
 	}
-}
-
-static int link_in(struct ectx *c, ext2_ino_t parent, const char *name, ext2_ino_t ino, uint32_t mode)
-{
-	errcode_t e = ext2fs_link(c->fs, parent, name, ino, ftype(mode));
-
-	if (e == EXT2_ET_DIR_NO_SPACE) {
-		if ((e = ext2fs_expand_dir(c->fs, parent)))
-			return e2err(e, "expand directory");
-		e = ext2fs_link(c->fs, parent, name, ino, ftype(mode));
-	}
-	return e ? e2err(e, name) : 0;
 }
 
 static uint32_t time_extra(int64_t sec, uint32_t nsec)
@@ -325,83 +314,163 @@ static int copy_data(struct ectx *c, ext2_ino_t ino, const shl_fsinode *in)
 	return rc;
 }
 
-/* Create the children of directory inode `di` (ext2 inode `dino`). */
-static int fill_dir(struct ectx *c, uint32_t di, ext2_ino_t dino, int depth)
+/* One name in a directory being filled. */
+struct dent {
+	const char *name;
+	unsigned len;
+	ext2_ino_t ino;
+	uint8_t ft;
+};
+
+/* Write directory `dino` whole: ".", ".." and `v`, packed into as many
+ * blocks as they need (a linear directory). libext2fs's ext2fs_link() scans
+ * the whole directory for room on every call, so a directory of n names cost
+ * O(n^2) block reads; the names are all known here, so each block is written
+ * once. The directory has its first block from ext2fs_mkdir(). */
+static int write_dir(struct ectx *c, ext2_ino_t dino, ext2_ino_t pino, const struct dent *v, size_t n)
+{
+	const unsigned bs = c->fs->blocksize;
+	char blk[BLK];
+	unsigned off = 0, last = 0;
+	blk64_t lblk = 0, have = 1;
+	errcode_t e;
+
+	memset(blk, 0, sizeof(blk));
+	for (size_t i = 0; i < n + 2; i++) {
+		struct dent dot = { i ? ".." : ".", i ? 2u : 1u, i ? pino : dino, EXT2_FT_DIR };
+		const struct dent *d = i < 2 ? &dot : &v[i - 2];
+		unsigned rec = (8 + d->len + 3) & ~3u;
+		struct ext2_dir_entry *de;
+		if (d->len > 255)
+			return shl_err(SHL_EINVAL, "ext4: name longer than 255 bytes: '%.40s...'", d->name);
+		if (off + rec > bs) {
+			/* the block is full: its last entry takes the rest */
+			blk64_t pblk;
+			de = (struct ext2_dir_entry *)(blk + last);
+			if ((e = ext2fs_set_rec_len(c->fs, bs - last, de)))
+				return e2err(e, "directory entry");
+			if (lblk >= have) {
+				if ((e = ext2fs_expand_dir(c->fs, dino)))
+					return e2err(e, "expand directory");
+				have++;
+			}
+			if ((e = ext2fs_bmap2(c->fs, dino, NULL, NULL, 0, lblk, NULL, &pblk)) ||
+			    (e = ext2fs_write_dir_block4(c->fs, pblk, blk, 0, dino)))
+				return e2err(e, "write directory");
+			lblk++;
+			off = 0;
+			memset(blk, 0, sizeof(blk));
+		}
+		de = (struct ext2_dir_entry *)(blk + off);
+		de->inode = d->ino;
+		ext2fs_dirent_set_name_len(de, (int)d->len);
+		ext2fs_dirent_set_file_type(de, d->ft);
+		memcpy(de->name, d->name, d->len);
+		if ((e = ext2fs_set_rec_len(c->fs, rec, de)))
+			return e2err(e, "directory entry");
+		last = off;
+		off += rec;
+	}
+	{
+		/* the last block */
+		blk64_t pblk;
+		struct ext2_dir_entry *de = (struct ext2_dir_entry *)(blk + last);
+		if ((e = ext2fs_set_rec_len(c->fs, bs - last, de)))
+			return e2err(e, "directory entry");
+		if (lblk >= have && (e = ext2fs_expand_dir(c->fs, dino)))
+			return e2err(e, "expand directory");
+		if ((e = ext2fs_bmap2(c->fs, dino, NULL, NULL, 0, lblk, NULL, &pblk)) ||
+		    (e = ext2fs_write_dir_block4(c->fs, pblk, blk, 0, dino)))
+			return e2err(e, "write directory");
+	}
+	return 0;
+}
+
+/* Create the children of directory inode `di` (ext2 inode `dino`, whose
+ * parent is `pino`), then write its entries. */
+static int fill_dir(struct ectx *c, uint32_t di, ext2_ino_t dino, ext2_ino_t pino, int depth)
 {
 	shl_fsinode *d = shl_fstree_inode(c->t, di);
-	int rc = 0;
+	struct dent *v = calloc((size_t)d->nchildren + 1, sizeof(*v));
+	size_t n = 0;
+	int rc = 0, own_lf = 0;
 
-	if (depth > 4096)
+	if (!v)
+		return shl_err(SHL_ENOMEM, "out of memory");
+	if (depth > 4096) {
+		free(v);
 		return shl_err(SHL_ELIMIT, "ext4: directories nested too deep");
+	}
 	for (uint32_t k = 0; k < d->nchildren && !rc; k++) {
 		const shl_fsdentry *de = shl_fstree_dentry(c->t, d->children[k]);
 		shl_fsinode *in = shl_fstree_inode(c->t, de->inode);
 		ext2_ino_t ino = (ext2_ino_t)in->aux;
 		errcode_t e;
 
+		v[n] = (struct dent){ de->name, de->name_len, 0, ftype(in->mode) };
 		if (!strcmp(de->name, "lost+found") && dino == EXT2_ROOT_INO && S_ISDIR(in->mode)) {
 			/* keep mke2fs's lost+found, with the image's attributes */
-			if ((e = ext2fs_lookup(c->fs, dino, de->name, (int)de->name_len, NULL, &ino)))
-				return e2err(e, "lost+found");
-			in->aux = ino;
+			own_lf = 1;
+			in->aux = ino = c->lf;
+			v[n++].ino = ino;
 			if (!(rc = set_attrs(c, ino, in)))
-				rc = fill_dir(c, de->inode, ino, depth + 1);
+				rc = fill_dir(c, de->inode, ino, dino, depth + 1);
 			continue;
 		}
 		if (ino) { /* another name of a hardlinked inode */
-			rc = link_in(c, dino, de->name, ino, in->mode);
+			v[n++].ino = ino;
 			continue;
 		}
 		if (S_ISDIR(in->mode)) {
-			/* the inode number chosen here, so no lookup (a scan of the
-			 * parent) is needed to learn it */
-			if ((e = ext2fs_new_inode(c->fs, dino, LINUX_S_IFDIR | 0755, 0, &ino)))
-				return e2err(e, de->name);
-			e = ext2fs_mkdir(c->fs, dino, ino, de->name);
-			if (e == EXT2_ET_DIR_NO_SPACE) {
-				if ((e = ext2fs_expand_dir(c->fs, dino)))
-					return e2err(e, "expand directory");
-				e = ext2fs_mkdir(c->fs, dino, ino, de->name);
+			/* made without a name: the entry goes in with the others */
+			if ((e = ext2fs_new_inode(c->fs, dino, LINUX_S_IFDIR | 0755, 0, &ino)) ||
+			    (e = ext2fs_mkdir(c->fs, dino, ino, NULL))) {
+				rc = e2err(e, de->name);
+				break;
 			}
-			if (e)
-				return e2err(e, de->name);
 			in->aux = ino;
+			v[n++].ino = ino;
 			if (!(rc = set_attrs(c, ino, in)))
-				rc = fill_dir(c, de->inode, ino, depth + 1);
+				rc = fill_dir(c, de->inode, ino, dino, depth + 1);
 		} else if (S_ISLNK(in->mode)) {
-			if ((e = ext2fs_new_inode(c->fs, dino, LINUX_S_IFLNK | 0777, 0, &ino)))
-				return e2err(e, de->name);
-			e = ext2fs_symlink(c->fs, dino, ino, de->name, in->symlink);
-			if (e == EXT2_ET_DIR_NO_SPACE) {
-				if ((e = ext2fs_expand_dir(c->fs, dino)))
-					return e2err(e, "expand directory");
-				e = ext2fs_symlink(c->fs, dino, ino, de->name, in->symlink);
+			if ((e = ext2fs_new_inode(c->fs, dino, LINUX_S_IFLNK | 0777, 0, &ino)) ||
+			    (e = ext2fs_symlink(c->fs, dino, ino, NULL, in->symlink))) {
+				rc = e2err(e, de->name);
+				break;
 			}
-			if (e)
-				return e2err(e, de->name);
 			in->aux = ino;
+			v[n++].ino = ino;
 			rc = set_attrs(c, ino, in);
 		} else {
-			if ((rc = new_inode(c, dino, in, &ino)) || (rc = link_in(c, dino, de->name, ino, in->mode)))
-				return rc;
+			if ((rc = new_inode(c, dino, in, &ino)))
+				break;
 			in->aux = ino;
+			v[n++].ino = ino;
 			if (S_ISREG(in->mode) && in->size && c->direct) {
 				/* later, in tar order (sequential reads and writes) */
 				if (c->ndq == c->capdq) {
 					size_t nc = c->capdq ? c->capdq * 2 : 1024;
-					struct deferred *v = realloc(c->dq, nc * sizeof(*v));
-					if (!v)
-						return shl_err(SHL_ENOMEM, "out of memory");
-					c->dq = v;
+					struct deferred *nv = realloc(c->dq, nc * sizeof(*nv));
+					if (!nv) {
+						rc = shl_err(SHL_ENOMEM, "out of memory");
+						break;
+					}
+					c->dq = nv;
 					c->capdq = nc;
 				}
 				c->dq[c->ndq++] = (struct deferred){ ino, de->inode };
 			} else if (S_ISREG(in->mode) && (rc = copy_data(c, ino, in))) {
-				return rc;
+				break;
 			}
-			rc = set_attrs(c, ino, in);
+			if (!rc)
+				rc = set_attrs(c, ino, in);
 		}
 	}
+	if (!rc && dino == EXT2_ROOT_INO && !own_lf)
+		v[n++] = (struct dent){ "lost+found", 10, c->lf, EXT2_FT_DIR };
+	if (!rc)
+		rc = write_dir(c, dino, pino, v, n);
+	free(v);
 	return rc;
 }
 
@@ -442,7 +511,7 @@ static int by_tar_offset(const void *a, const void *b, void *arg)
 int shl_squash__ext4(shl_fstree *t, const int *fds, uint32_t nsrc, uint64_t size, int out_fd)
 {
 	struct ext2_super_block param;
-	struct ectx c = { NULL, t, fds, nsrc, NULL, -1, 0, NULL, NULL, 0, 0, -1, -1, NULL, 0, 0 };
+	struct ectx c = { .t = t, .fds = fds, .nsrc = nsrc, .out_fd = -1, .win_src = -1, .win_dfd = -1 };
 	char name[64];
 	uint64_t inodes = 0, autosz = auto_size(t, &inodes);
 	errcode_t e;
@@ -527,11 +596,12 @@ int shl_squash__ext4(shl_fstree *t, const int *fds, uint32_t nsrc, uint64_t size
 			goto out;
 		}
 	}
+	c.lf = lf;
 	for (uint32_t i = 0; i < shl_fstree_ninodes(t); i++)
 		shl_fstree_inode(t, i)->aux = 0;
 	shl_fstree_inode(t, shl_fstree_root(t))->aux = EXT2_ROOT_INO;
 	if ((rc = set_attrs(&c, EXT2_ROOT_INO, shl_fstree_inode(t, shl_fstree_root(t)))) ||
-	    (rc = fill_dir(&c, shl_fstree_root(t), EXT2_ROOT_INO, 0)))
+	    (rc = fill_dir(&c, shl_fstree_root(t), EXT2_ROOT_INO, EXT2_ROOT_INO, 0)))
 		goto out;
 	/* file data in tar order: each stored tar read front to back, blocks
 	 * allocated (and written) in the same order */

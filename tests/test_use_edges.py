@@ -67,7 +67,8 @@ def one_error(r, code=1):
 
 
 def tar_of(entries):
-    """a plain tar: (name, bytes) files, (name, None) dirs, (name, '->target') symlinks"""
+    """a plain tar: (name, bytes) files, (name, None) dirs, (name, '->target') symlinks,
+    (name, '=target') hardlinks"""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
         for name, data in entries:
@@ -75,6 +76,9 @@ def tar_of(entries):
             ti.mtime = 1700000000
             if data is None:
                 ti.type, ti.mode = tarfile.DIRTYPE, 0o755
+                t.addfile(ti)
+            elif isinstance(data, str) and data.startswith("="):
+                ti.type, ti.linkname = tarfile.LNKTYPE, data[1:]
                 t.addfile(ti)
             elif isinstance(data, str):
                 ti.type, ti.linkname = tarfile.SYMTYPE, data[2:]
@@ -209,6 +213,34 @@ def test_signals(root):
         check(mounted_under(run_dir) == [], f"SIG{name}: mounts left under {run_dir}: {mounted_under(run_dir)}")
         left = [e for e in os.listdir(run_dir) if e.startswith("rootfs-")]
         check(left == [], f"SIG{name}: rootfs dirs left in {run_dir}: {left}")
+
+
+def test_ext4_dirs(root, work, mnts):
+    """ext4 squash writes each directory's entries itself: a directory of
+    3000 names (long and short, many blocks), the image's own lost+found and
+    hardlinks come out e2fsck-clean and as the image has them"""
+    names = [f"{i:04d}" + "x" * (i % 240) for i in range(3000)]
+    r = shale(root, "squash", "--format", "ext4", "dirs:1", "-o", os.path.join(work, "dirs.ext4"))
+    if not check(r.returncode == 0, f"squash ext4 dirs:1: {r.stderr.decode().strip()}"):
+        return
+    img = os.path.join(work, "dirs.ext4")
+    r = subprocess.run(["e2fsck", "-fn", img], capture_output=True)
+    check(r.returncode == 0, f"e2fsck -fn of the squashed dirs:1: {r.stdout.decode()[-400:]}")
+    mnt = os.path.join(work, "dirs-mnt")
+    os.makedirs(mnt)
+    if not check(subprocess.run(["mount", "-o", "loop,ro", img, mnt]).returncode == 0, "mount the ext4 squash"):
+        return
+    mnts.append(mnt)
+    got = sorted(os.listdir(os.path.join(mnt, "big")))
+    check(got == sorted(names), f"big dir: {len(got)} names, first differences "
+                                f"{sorted(set(got) ^ set(names))[:3]}")
+    check(sorted(os.listdir(mnt)) == ["big", "lost+found", "root-file"], f"root: {sorted(os.listdir(mnt))}")
+    lf = os.path.join(mnt, "lost+found")
+    check(os.listdir(lf) == ["kept"] and oct(os.stat(lf).st_mode & 0o7777) == "0o755",  # mke2fs: 0700
+          f"the image's lost+found: {os.listdir(lf)} mode {oct(os.stat(lf).st_mode)}")
+    a, b = os.stat(os.path.join(mnt, "root-file")), os.stat(os.path.join(mnt, "big", names[7]))
+    check(a.st_ino == b.st_ino and a.st_nlink == 2, f"hardlink: inodes {a.st_ino} {b.st_ino}, nlink {a.st_nlink}")
+    umount(mnt, mnts)
 
 
 def test_no_space(root, work, mnts):
@@ -419,6 +451,9 @@ def main():
                                                       ("etc/hosts", "->" + os.path.join(work, "victim-hosts"))])], cmd)
         os.makedirs(os.path.join(work, "hostetc"))
         load(root, work, "etcsym:1", [tar_of(tools + [("etc", "->" + os.path.join(work, "hostetc"))])], cmd)
+        big = [("big", None)] + [(f"big/{i:04d}" + "x" * (i % 240), b"%d" % i) for i in range(3000)]
+        lf = [("lost+found", None), ("lost+found/kept", b"k")]
+        load(root, work, "dirs:1", [tar_of(big + lf + [("root-file", "=big/0007" + "x" * 7)])])
         blob = os.urandom(12 << 20)
         BIG_SHA = hashlib.sha256(blob).hexdigest()
         load(root, work, "big:1", [tar_of([("blob", blob)])])
@@ -434,6 +469,7 @@ def main():
         test_no_space(root, work, mnts)
         test_many_layers(root, work, mnts)
         test_mount_targets(root, work, mnts)
+        test_ext4_dirs(root, work, mnts)
     finally:
         for m in reversed(mnts):
             subprocess.run(["umount", m], capture_output=True)
