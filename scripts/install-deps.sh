@@ -11,7 +11,7 @@ pkgs=(
   # test peers and tools used by tests/
   python3 erofs-utils e2fsprogs zstd gzip xz-utils tar util-linux procps busybox-static file cppcheck
   skopeo umoci podman docker-registry
-  docker.io containerd   # test_save_daemons starts private daemons; nothing system-wide
+  docker.io containerd buildah   # private daemons (test_save_daemons), buildah images (test_buildah_interop)
 )
 sudo=()
 if [ "$(id -u)" -ne 0 ]; then
