@@ -273,8 +273,9 @@ static int upload_layer(struct pusher *P, struct up_slot *sl)
 	pthread_join(th, NULL);
 	started = 0;
 	/* the transfer's failure first: the compressor then fails too (EPIPE) */
-	if (cc == CURLE_ABORTED_BY_CALLBACK && !P->stop) {
-		rc = shl_err(SHL_ECANCELED, "interrupted");
+	if (cc == CURLE_ABORTED_BY_CALLBACK) {
+		/* ^C, or another layer failed for good (its error is the one reported) */
+		rc = shl_err(SHL_ECANCELED, P->stop ? "stopped: another layer failed" : "interrupted");
 		goto out;
 	}
 	if (cc != CURLE_OK) {
@@ -476,10 +477,11 @@ static int upload_all(struct pusher *P)
 	pthread_mutex_unlock(&P->mu);
 	for (size_t i = 0; i < nth; i++)
 		pthread_join(th[i], NULL);
-	/* the first failure in layer order; a worker stopped by it has none */
-	for (size_t i = 0; i < P->nslots && !rc; i++)
-		if (P->slots[i].rc)
-			rc = shl_err(P->slots[i].rc, "%s", P->slots[i].msg);
+	/* the first real failure in layer order, not an upload it stopped */
+	for (int pass = 0; pass < 2 && !rc; pass++)
+		for (size_t i = 0; i < P->nslots && !rc; i++)
+			if (P->slots[i].rc && (pass || P->slots[i].rc != SHL_ECANCELED))
+				rc = shl_err(P->slots[i].rc, "%s", P->slots[i].msg);
 	if (!rc && P->next < P->nslots)
 		rc = shl_err(SHL_EIO, "push: layers left unpushed");
 	free(seen);
