@@ -55,14 +55,28 @@ static void usage(FILE *f)
 	fprintf(f, "\nRun 'shale COMMAND --help' for a command's options.\n");
 }
 
+/* Messages quote names from archives and registries: one line, no control
+ * bytes (a newline or an escape sequence in an entry name stays inert). */
+static void put_clean(const char *s)
+{
+	for (; *s; s++)
+		fputc((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s, stderr);
+}
+
 int cli_fail(const char *ctx)
 {
 	const char *msg = shl_error_last();
 
-	if (ctx && *ctx)
-		fprintf(stderr, "shale: error: %s%s%s\n", ctx, *msg ? ": " : "", msg);
-	else
-		fprintf(stderr, "shale: error: %s\n", *msg ? msg : "unknown error");
+	fputs("shale: error: ", stderr);
+	if (ctx && *ctx) {
+		put_clean(ctx);
+		if (*msg)
+			fputs(": ", stderr);
+		put_clean(msg);
+	} else {
+		put_clean(*msg ? msg : "unknown error");
+	}
+	fputc('\n', stderr);
 	return 1;
 }
 

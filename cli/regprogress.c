@@ -50,7 +50,11 @@ void regp_entry_key(const char *name, char key[72])
 		}
 		p += n ? n - 1 : 0;
 	}
-	snprintf(key, 72, "%s", name);
+	/* an archive's name goes to a terminal: no control bytes */
+	size_t i = 0;
+	for (; name[i] && i < 71; i++)
+		key[i] = (unsigned char)name[i] < 0x20 || name[i] == 0x7f ? '?' : name[i];
+	key[i] = '\0';
 }
 
 void regp_init(struct regp *p, int json, int quiet)

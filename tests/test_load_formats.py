@@ -546,6 +546,7 @@ def hostile(work, fresh, leg, legp, d25):
         "unknown config media type": with_manifest(manifest(cfg, LAYERS, cfg_media="application/vnd.cncf.helm.config.v1+json")),
         "schema1 manifest": with_manifest(jdump({"schemaVersion": 1, "mediaType": "application/vnd.docker.distribution.manifest.v1+prettyjws"})),
         "dotdot entry": tar_of([("a/../../evil", b"{}")]),
+        "control bytes in a name": tar_of([("a\n\x1b[31mb/../../evil", b"{}")]),  # the error stays one line
         "absolute entry": tar_of([("/etc/evil", b"{}")]),
         "symlink escaping": tar_of(leg_e + [("esc/layer.tar", ("sym", "../../etc/passwd"))]),
         "absolute symlink": tar_of([("x/layer.tar", ("sym", "/etc/passwd"))] + leg_e),
