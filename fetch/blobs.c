@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "fetch/blobs.h"
+#include "util/clock.h"
 #include "util/err.h"
 
 #define ERRBODY_CAP 4096
@@ -269,7 +270,7 @@ static void ended(struct shl_dlq *q, struct shl_dl *d, CURLcode cc)
 			wait = shl_reg_backoff(d->attempts);
 		d->attempts++;
 		d->state = SHL_DL_QUEUED;
-		d->next_try = shl_reg_now() + wait;
+		d->next_try = shl_clock_now() + wait;
 		note(q, why, d->written != 0);
 		return;
 	}
@@ -283,7 +284,7 @@ static void *engine(void *arg)
 
 	pthread_mutex_lock(&q->mu);
 	for (;;) {
-		double now = shl_reg_now(), soonest = 1e18;
+		double now = shl_clock_now(), soonest = 1e18;
 		int pending = 0, running;
 		if (canceled(q)) {
 			for (struct shl_dl *d = q->list; d; d = d->next) {
@@ -334,7 +335,7 @@ static void *engine(void *arg)
 		}
 		int timeout = 200;
 		if (soonest < 1e17) {
-			double ms = (soonest - shl_reg_now()) * 1000;
+			double ms = (soonest - shl_clock_now()) * 1000;
 			if (ms < timeout)
 				timeout = ms < 1 ? 1 : (int)ms;
 		}

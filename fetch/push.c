@@ -22,6 +22,7 @@
 #include "fetch/registry.h"
 #include "shale/ref.h"
 #include "store/store_int.h"
+#include "util/clock.h"
 #include "util/compress.h"
 #include "util/err.h"
 #include "util/hash.h"
@@ -444,12 +445,7 @@ static int upload_all(struct pusher *P)
 	for (;;) {
 		int finished = P->running == 0;
 		struct timespec dl;
-		clock_gettime(CLOCK_REALTIME, &dl);
-		dl.tv_nsec += 200000000L;
-		if (dl.tv_nsec >= 1000000000L) {
-			dl.tv_sec++;
-			dl.tv_nsec -= 1000000000L;
-		}
+		shl_clock_deadline(&dl, 200);
 		for (size_t i = 0; i < P->nslots; i++) {
 			struct up_slot *sl = &P->slots[i];
 			uint64_t sent = __atomic_load_n(&sl->sent, __ATOMIC_RELAXED);

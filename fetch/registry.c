@@ -11,18 +11,11 @@
 #include <unistd.h>
 
 #include "fetch/registry.h"
+#include "util/clock.h"
 #include "util/err.h"
 #include "util/json.h"
 
 #define TOKEN_CAP (1u << 20)
-
-double shl_reg_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 double shl_reg_backoff(int attempt)
 {
@@ -269,7 +262,7 @@ static int fetch_token(struct shl_reg *r, const char *scope, struct shl_reg_toke
 		goto out;
 	}
 	sprintf(t->header, "Authorization: Bearer %s", tok);
-	t->expires = shl_reg_now() + (double)exp - 10;
+	t->expires = shl_clock_now() + (double)exp - 10;
 	snprintf(t->scope, sizeof(t->scope), "%s", scope);
 out:
 	shl_json_put(j);
@@ -324,7 +317,7 @@ static int auth_locked(struct shl_reg *r, const char *scope, int refresh, struct
 			return rc;
 		}
 		r->ntokens++;
-	} else if (refresh || shl_reg_now() > t->expires) {
+	} else if (refresh || shl_clock_now() > t->expires) {
 		if ((rc = fetch_token(r, scope, t)))
 			return rc;
 	}

@@ -56,9 +56,6 @@ int shl_reg_request(struct shl_reg *r, const char *scope, const struct shl_http_
 /* Backoff before retry `attempt` (0-based), in seconds: 0.25 * 2^n, max 8. */
 double shl_reg_backoff(int attempt);
 
-/* Monotonic clock in seconds. */
-double shl_reg_now(void);
-
 /* The hint printed on 401/403 (fills buf): pull with docker, then import. */
 void shl_reg_auth_hint(const char *ref, char *buf, size_t len);
 

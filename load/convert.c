@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "load/load_int.h"
+#include "util/clock.h"
 #include "util/err.h"
 #include "util/hash.h"
 
@@ -315,12 +316,7 @@ int shl_load__convert_needed(struct loader *L)
 					continue;
 				}
 				struct timespec dl;
-				clock_gettime(CLOCK_REALTIME, &dl);
-				dl.tv_nsec += 200000000L;
-				if (dl.tv_nsec >= 1000000000L) {
-					dl.tv_sec++;
-					dl.tv_nsec -= 1000000000L;
-				}
+				shl_clock_deadline(&dl, 200);
 				if (pthread_cond_timedwait(&p.cv, &p.mu, &dl) == ETIMEDOUT)
 					break;
 			}

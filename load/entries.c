@@ -8,12 +8,12 @@
  * accepted only with identical content.
  */
 #include <errno.h>
-#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "load/load_int.h"
+#include "util/clock.h"
 #include "util/err.h"
 #include "util/hash.h"
 
@@ -21,20 +21,12 @@
 
 /* ---- the entry source ------------------------------------------------------ */
 
-double shl_load__now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void src_progress(struct entry_src *e, size_t n)
 {
 	double now;
 
 	e->done += n;
-	if (!e->L || !e->L->o->progress || e->done >= e->total || (now = shl_load__now()) - e->last < 0.2)
+	if (!e->L || !e->L->o->progress || e->done >= e->total || (now = shl_clock_now()) - e->last < 0.2)
 		return;
 	e->last = now;
 	e->L->o->progress(e->L->ctx, e->name, e->done, e->total);
@@ -388,7 +380,7 @@ static int take_layer_now(struct loader *L, struct item *it, struct entry_src *s
 	src->name = it->name;
 	src->done = 0;
 	src->total = (uint64_t)it->size;
-	src->last = shl_load__now();
+	src->last = shl_clock_now();
 	/* keyed by the blob digest its name claims: the per-layer lock makes a
 	 * concurrent load of the same blob wait, then find it stored */
 	rc = shl_store__stage_key(L->s, it->claimed[0] ? it->claimed : NULL, shl_load__src_read, src, &it->staged,

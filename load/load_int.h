@@ -109,8 +109,7 @@ struct entry_loc {
 
 /* entries.c: the entry table */
 ssize_t shl_load__src_read(void *ctx, void *buf, size_t len);
-/* Seconds on a monotonic clock, for progress pacing. */
-double shl_load__now(void);
+
 struct item *shl_load__find(struct loader *L, const char *name);
 struct item *shl_load__find_blob(struct loader *L, const char *digest);
 /* follow links to the entry holding the bytes (NULL: absent, dangling, loop) */
