@@ -7,6 +7,8 @@
   trusted.overlay.origin="", `.wh..wh..opq` marks its dir opaque.
 - `scan(root)`: the same description of a mounted tree.
 - `diff(a, b)`: human-readable differences between two descriptions.
+- `check(cond, msg)` / `failures`: a failed check is recorded and printed, the
+  test goes on; `skip(why)` exits 77 (ctest's skip code).
 """
 import hashlib
 import os
@@ -22,6 +24,17 @@ HELPER_MOUNT = os.environ.get("SHALE_helper_mount", "helper_mount")
 def skip(why):
     print(f"SKIPPED: {why}")
     sys.exit(77)
+
+
+failures = []
+
+
+def check(cond, msg):
+    """record and print a failed check (the test goes on); returns cond"""
+    if not cond:
+        failures.append(msg)
+        print("FAIL:", msg, file=sys.stderr)
+    return cond
 
 
 def norm(name):

@@ -21,6 +21,7 @@
 #include <zlib.h>
 
 #include "check.h"
+#include "testbuf.h"
 #include "shale/store.h"
 #include "store/store_int.h"
 #include "util/err.h"
@@ -29,23 +30,6 @@
 static char g_tmp[256] __attribute__((unused)); /* the test's mkdtemp root */
 
 /* ---- helpers: tars, gzip, digests, files ------------------------------------ */
-
-struct buf {
-	uint8_t *p;
-	size_t n, cap;
-};
-
-static inline void buf_add(struct buf *b, const void *p, size_t n)
-{
-	if (b->n + n > b->cap) {
-		b->cap = (b->n + n) * 2 + 4096;
-		b->p = realloc(b->p, b->cap);
-		if (!b->p)
-			abort();
-	}
-	memcpy(b->p + b->n, p, n);
-	b->n += n;
-}
 
 /* one ustar entry: type '0' file, '5' dir */
 static inline void tar_add(struct buf *t, const char *name, char type, const char *data)
@@ -87,35 +71,6 @@ static inline struct buf make_tar(const char *seed)
 	tar_add(&t, name, '0', body);
 	buf_add(&t, end, sizeof(end));
 	return t;
-}
-
-static inline struct buf gzip_buf(const struct buf *in)
-{
-	struct buf out = { 0 };
-	z_stream z;
-
-	memset(&z, 0, sizeof(z));
-	if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-		abort();
-	out.cap = deflateBound(&z, in->n) + 64;
-	out.p = malloc(out.cap);
-	z.next_in = in->p;
-	z.avail_in = (uInt)in->n;
-	z.next_out = out.p;
-	z.avail_out = (uInt)out.cap;
-	if (deflate(&z, Z_FINISH) != Z_STREAM_END)
-		abort();
-	out.n = z.total_out;
-	deflateEnd(&z);
-	return out;
-}
-
-static inline void digest_of(const void *p, size_t n, char out[72])
-{
-	uint8_t d[32];
-
-	shl_sha256_buf(p, n, d);
-	shl_digest_str(d, out);
 }
 
 static inline int exists(const char *path)

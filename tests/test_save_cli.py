@@ -27,14 +27,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 import layerlib as L  # noqa: E402
 
 SRC = os.environ.get("SHALE_SRC", os.path.join(os.path.dirname(__file__), ".."))
-failures = []
-
-
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("FAIL:", msg, file=sys.stderr)
-    return cond
+failures = L.failures
+check = L.check
 
 
 def sh(*cmd, **kw):
