@@ -52,7 +52,7 @@ void regp_entry_key(const char *name, char key[72])
 	}
 	/* an archive's name goes to a terminal: no control bytes */
 	size_t i = 0;
-	for (; name[i] && i < 71; i++)
+	for (; i < 71 && name[i]; i++)
 		key[i] = (unsigned char)name[i] < 0x20 || name[i] == 0x7f ? '?' : name[i];
 	key[i] = '\0';
 }

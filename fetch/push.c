@@ -47,8 +47,13 @@ struct pusher {
 	struct up_slot *slots;
 	size_t nslots, next;    /* next slot to take */
 	size_t running;         /* workers not yet finished */
-	volatile int stop;      /* a worker failed: the others stop */
+	int stop;               /* a worker failed: the others stop (atomic) */
 };
+
+static int stopped(struct pusher *P)
+{
+	return __atomic_load_n(&P->stop, __ATOMIC_RELAXED);
+}
 
 static void emit(struct pusher *P, int kind, const char *digest, const char *text, uint64_t cur, uint64_t total)
 {
@@ -204,7 +209,7 @@ static size_t read_pipe(char *buf, size_t size, size_t n, void *ud)
 	struct pipe_src *ps = ud;
 	ssize_t k;
 
-	if (ps->P->stop || (ps->P->o->reg.cancel && *ps->P->o->reg.cancel))
+	if (stopped(ps->P) || (ps->P->o->reg.cancel && *ps->P->o->reg.cancel))
 		return CURL_READFUNC_ABORT;
 	do
 		k = read(ps->fd, buf, size * n);
@@ -276,7 +281,7 @@ static int upload_layer(struct pusher *P, struct up_slot *sl)
 	/* the transfer's failure first: the compressor then fails too (EPIPE) */
 	if (cc == CURLE_ABORTED_BY_CALLBACK) {
 		/* ^C, or another layer failed for good (its error is the one reported) */
-		rc = shl_err(SHL_ECANCELED, P->stop ? "stopped: another layer failed" : "interrupted");
+		rc = shl_err(SHL_ECANCELED, stopped(P) ? "stopped: another layer failed" : "interrupted");
 		goto out;
 	}
 	if (cc != CURLE_OK) {
@@ -383,7 +388,7 @@ static void *upload_worker(void *arg)
 		int rc;
 
 		pthread_mutex_lock(&P->mu);
-		sl = P->next < P->nslots && !P->stop ? &P->slots[P->next++] : NULL;
+		sl = P->next < P->nslots && !stopped(P) ? &P->slots[P->next++] : NULL;
 		pthread_mutex_unlock(&P->mu);
 		if (!sl)
 			break;
@@ -391,7 +396,7 @@ static void *upload_worker(void *arg)
 		for (int attempt = 0;; attempt++) {
 			__atomic_store_n(&sl->sent, 0, __ATOMIC_RELAXED);
 			rc = upload_layer(P, sl);
-			if (rc != SHL_ENET || attempt >= P->o->reg.retries || P->stop ||
+			if (rc != SHL_ENET || attempt >= P->o->reg.retries || stopped(P) ||
 			    (P->o->reg.cancel && *P->o->reg.cancel))
 				break;
 			pthread_mutex_lock(&P->mu);
@@ -407,7 +412,7 @@ static void *upload_worker(void *arg)
 		if (rc) {
 			snprintf(sl->msg, sizeof(sl->msg), "%s", shl_error_last());
 			sl->rc = rc;
-			P->stop = 1;
+			__atomic_store_n(&P->stop, 1, __ATOMIC_RELAXED);
 		}
 		slot_set(P, sl, rc ? 3 : 2);
 	}
