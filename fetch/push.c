@@ -68,8 +68,11 @@ static int fail_status(struct pusher *P, const char *what, long status, const ch
 	char msg[300];
 
 	shl_http_error_text(status, body, len, msg, sizeof(msg));
-	return shl_err(status == 401 || status == 403 ? SHL_EAUTH : SHL_ENET, "push %s/%s: %s: %s", P->dest.domain,
-		       P->dest.path, what, msg);
+	/* only what may pass is retried: 5xx, 429, no answer; a 4xx is final */
+	return shl_err(status == 401 || status == 403 ? SHL_EAUTH
+		       : status >= 400 && status < 500 && status != 429 ? SHL_EINVAL
+									 : SHL_ENET,
+		       "push %s/%s: %s: %s", P->dest.domain, P->dest.path, what, msg);
 }
 
 /* 1 if the registry has the blob, 0 if not. */

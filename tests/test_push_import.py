@@ -120,6 +120,13 @@ def push_tests(work, lay):
                   f"push with a failing upload: {r.returncode} {err[-3:]}")
             check(not [e for e in px.log if "/manifests/" in e[1] and e[0] == "PUT"],
                   "a manifest was pushed although a layer failed")
+        # a 4xx is final: no retries (one PATCH per upload worker at most)
+        with R.FaultProxy(reg.url) as px:
+            px.plan = [{"match": "/blobs/uploads/", "method": "PATCH", "action": "status", "code": 400, "times": 100}]
+            r = shale(root, "push", "local/img:1", f"{px.host}/bad/img:1")
+            patches = [e for e in px.log if e[0] == "PATCH"]
+            check(r.returncode == 1 and b"400" in r.stderr and len(patches) <= 2,
+                  f"push answered 400: exit {r.returncode}, {len(patches)} PATCHes, {r.stderr[-200:]!r}")
         r = shale(root, "push", "nope:1", f"{reg.host}/x:1")
         check(r.returncode == 1 and b"no such image" in r.stderr, f"push of an unknown image: {r.stderr}")
     # Bearer tokens with push scope
