@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "fetch/registry.h"
+#include "fetch/curl_dl.h"
 #include "util/clock.h"
 #include "util/err.h"
 #include "util/json.h"
@@ -46,21 +47,15 @@ static int is_loopback(const char *host)
 	return !strncmp(host, "localhost", 9) || !strncmp(host, "127.", 4) || !strncmp(host, "[::1]", 5);
 }
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-
-static void curl_init(void)
-{
-	curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 int shl_reg_open(struct shl_reg **out, const char *host, const char *user, const shl_reg_opts *o)
 {
 	struct shl_reg *r;
-
-	pthread_once(&curl_once, curl_init);
-	r = calloc(1, sizeof(*r));
+	int rc;
 
 	*out = NULL;
+	if ((rc = shl_curl_load()))
+		return rc;
+	r = calloc(1, sizeof(*r));
 	if (!r)
 		return shl_err(SHL_ENOMEM, "out of memory");
 	r->o = o;
