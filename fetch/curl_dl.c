@@ -46,12 +46,14 @@ static struct {
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int loaded;
 static char why[300];
+static void *lib; /* open for the life of the process */
 
 #define SYM(field, name) \
 	do { \
 		*(void **)&F.field = dlsym(h, name); \
 		if (!F.field) { \
 			snprintf(why, sizeof(why), "libcurl.so.4 has no %s", name); \
+			dlclose(h); \
 			return; \
 		} \
 	} while (0)
@@ -87,9 +89,11 @@ static void load(void)
 	SYM(multi_cleanup, "curl_multi_cleanup");
 	if (F.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		snprintf(why, sizeof(why), "curl_global_init failed");
+		dlclose(h);
 		return;
 	}
-	loaded = 1; /* the handle stays open for the life of the process */
+	lib = h;
+	loaded = 1;
 }
 
 int shl_curl_load(void)
