@@ -110,22 +110,30 @@ CURL *curl_easy_init(void)
 	return shl_curl_load() ? NULL : F.easy_init();
 }
 
+/* Pass setopt's one variadic argument on as the type its option number says
+ * (libcurl's own rule: long, object pointer, function pointer, curl_off_t,
+ * blob pointer by ranges of 10000). */
+#define FORWARD_OPT(rc, fn, h, opt, ap) \
+	do { \
+		if ((opt) < CURLOPTTYPE_OBJECTPOINT) \
+			rc = fn(h, opt, va_arg(ap, long)); \
+		else if ((opt) < CURLOPTTYPE_FUNCTIONPOINT) \
+			rc = fn(h, opt, va_arg(ap, void *)); \
+		else if ((opt) < CURLOPTTYPE_OFF_T) \
+			rc = fn(h, opt, va_arg(ap, void (*)(void))); \
+		else if ((opt) < CURLOPTTYPE_BLOB) \
+			rc = fn(h, opt, va_arg(ap, curl_off_t)); \
+		else \
+			rc = fn(h, opt, va_arg(ap, void *)); \
+	} while (0)
+
 CURLcode curl_easy_setopt(CURL *c, CURLoption opt, ...)
 {
 	va_list ap;
 	CURLcode rc;
 
 	va_start(ap, opt);
-	if (opt < CURLOPTTYPE_OBJECTPOINT)
-		rc = F.easy_setopt(c, opt, va_arg(ap, long));
-	else if (opt < CURLOPTTYPE_FUNCTIONPOINT)
-		rc = F.easy_setopt(c, opt, va_arg(ap, void *));
-	else if (opt < CURLOPTTYPE_OFF_T)
-		rc = F.easy_setopt(c, opt, va_arg(ap, void (*)(void)));
-	else if (opt < CURLOPTTYPE_BLOB)
-		rc = F.easy_setopt(c, opt, va_arg(ap, curl_off_t));
-	else
-		rc = F.easy_setopt(c, opt, va_arg(ap, void *));
+	FORWARD_OPT(rc, F.easy_setopt, c, opt, ap);
 	va_end(ap);
 	return rc;
 }
@@ -191,14 +199,7 @@ CURLMcode curl_multi_setopt(CURLM *m, CURLMoption opt, ...)
 	CURLMcode rc;
 
 	va_start(ap, opt);
-	if (opt < CURLOPTTYPE_OBJECTPOINT)
-		rc = F.multi_setopt(m, opt, va_arg(ap, long));
-	else if (opt < CURLOPTTYPE_FUNCTIONPOINT)
-		rc = F.multi_setopt(m, opt, va_arg(ap, void *));
-	else if (opt < CURLOPTTYPE_OFF_T)
-		rc = F.multi_setopt(m, opt, va_arg(ap, void (*)(void)));
-	else
-		rc = F.multi_setopt(m, opt, va_arg(ap, curl_off_t));
+	FORWARD_OPT(rc, F.multi_setopt, m, opt, ap);
 	va_end(ap);
 	return rc;
 }
