@@ -326,15 +326,21 @@ struct dent {
  * blocks as they need (a linear directory). libext2fs's ext2fs_link() scans
  * the whole directory for room on every call, so a directory of n names cost
  * O(n^2) block reads; the names are all known here, so each block is written
- * once. The directory has its first block from ext2fs_mkdir(). */
+ * once, into the blocks it has (ext2fs_mkdir() gives one), more added as
+ * needed. */
 static int write_dir(struct ectx *c, ext2_ino_t dino, ext2_ino_t pino, const struct dent *v, size_t n)
 {
 	const unsigned bs = c->fs->blocksize;
 	char blk[BLK];
 	unsigned off = 0, last = 0;
-	blk64_t lblk = 0, have = 1;
+	blk64_t lblk = 0, have;
+	struct ext2_inode di;
 	errcode_t e;
 
+	/* blocks it has: 1 from mkdir, more for mke2fs's lost+found */
+	if ((e = ext2fs_read_inode(c->fs, dino, &di)))
+		return e2err(e, "read directory inode");
+	have = EXT2_I_SIZE(&di) / bs;
 	memset(blk, 0, sizeof(blk));
 	for (size_t i = 0; i < n + 2; i++) {
 		struct dent dot = { i ? ".." : ".", i ? 2u : 1u, i ? pino : dino, EXT2_FT_DIR };
