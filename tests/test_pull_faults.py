@@ -48,7 +48,7 @@ def main():
     for tool in ("docker-registry", "skopeo"):
         if not R.which(tool):
             print(f"SKIPPED: {tool} is not installed")
-            return 0
+            return 77
     with tempfile.TemporaryDirectory(prefix="shale-faults-") as work:
         big = {f"d/f{i}": hashlib.sha256(str(i).encode()).digest() * 4096 for i in range(40)}  # ~5 MB, incompressible
         lay = os.path.join(work, "layout")
