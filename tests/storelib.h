@@ -34,28 +34,7 @@ static char g_tmp[256] __attribute__((unused)); /* the test's mkdtemp root */
 /* one ustar entry: type '0' file, '5' dir */
 static inline void tar_add(struct buf *t, const char *name, char type, const char *data)
 {
-	uint8_t h[512] = { 0 }, pad[512] = { 0 };
-	size_t len = data ? strlen(data) : 0;
-	unsigned sum = 0;
-
-	snprintf((char *)h, 100, "%s", name);
-	snprintf((char *)h + 100, 8, "%07o", type == '5' ? 0755 : 0644);
-	snprintf((char *)h + 108, 8, "%07o", 0);
-	snprintf((char *)h + 116, 8, "%07o", 0);
-	snprintf((char *)h + 124, 12, "%011o", (unsigned)len);
-	snprintf((char *)h + 136, 12, "%011o", 1700000000);
-	memset(h + 148, ' ', 8);
-	h[156] = (uint8_t)type;
-	memcpy(h + 257, "ustar", 6);
-	memcpy(h + 263, "00", 2);
-	for (int i = 0; i < 512; i++)
-		sum += h[i];
-	snprintf((char *)h + 148, 8, "%06o", sum);
-	buf_add(t, h, 512);
-	if (len) {
-		buf_add(t, data, len);
-		buf_add(t, pad, (512 - len % 512) % 512);
-	}
+	tar_entry(t, name, type, data, data ? strlen(data) : 0, NULL, 0);
 }
 
 /* a small layer whose content depends on `seed` */
